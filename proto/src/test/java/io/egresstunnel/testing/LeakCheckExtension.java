@@ -1,0 +1,32 @@
+package io.egresstunnel.testing;
+
+import org.junit.jupiter.api.extension.AfterEachCallback;
+import org.junit.jupiter.api.extension.BeforeEachCallback;
+import org.junit.jupiter.api.extension.ExtensionContext;
+
+/**
+ * Fails any JUnit Jupiter test after which a ByteBuf leak is reported. Registered for every test by
+ * service loading ({@code junit.jupiter.extensions.autodetection.enabled}); a leak a test causes on
+ * purpose must be drained by that test ({@link LeakCheck#collectUntil}).
+ */
+public final class LeakCheckExtension implements BeforeEachCallback, AfterEachCallback {
+
+  @Override
+  public void beforeEach(ExtensionContext context) {
+    // Reports that surface now come from earlier tests' garbage; they were checked there already,
+    // but a late one must not be charged to this test, so surface and report them separately.
+    var earlier = LeakCheck.collect(1);
+    if (!earlier.isEmpty()) {
+      throw new AssertionError(
+          "ByteBuf leak(s) from an earlier test surfaced before "
+              + context.getDisplayName()
+              + ":\n"
+              + String.join("\n\n", earlier));
+    }
+  }
+
+  @Override
+  public void afterEach(ExtensionContext context) {
+    LeakCheck.assertNoLeaks();
+  }
+}

@@ -21,6 +21,13 @@ public final class FailingLeakDetector<T> extends ResourceLeakDetector<T> {
     installed = true;
   }
 
+  /** The older constructor Netty's factory also looks up; without it, it logs an error. */
+  @SuppressWarnings("deprecation")
+  public FailingLeakDetector(Class<?> resourceType, int samplingInterval, long maxActive) {
+    super(resourceType, samplingInterval, maxActive);
+    installed = true;
+  }
+
   @Override
   protected boolean needReport() {
     return true;

@@ -1,30 +1,242 @@
 package io.egresstunnel.agent;
 
+import io.egresstunnel.agent.policy.AllowRule;
+import io.egresstunnel.proto.Cidr;
 import io.egresstunnel.proto.Limits;
+import io.egresstunnel.proto.config.Units;
+import io.egresstunnel.routing.EgressMode;
+import java.net.InetAddress;
+import java.net.URI;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.concurrent.Callable;
+import java.util.concurrent.CountDownLatch;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
 
 /** Command line of tunnel-agent. */
 @Command(
     name = "tunnel-agent",
     mixinStandardHelpOptions = true,
+    sortOptions = false,
+    usageHelpWidth = 100,
     version =
         "tunnel-agent 0.1.0 (protocol " + Limits.MIN_VERSION + ".." + Limits.MAX_VERSION + ")",
     description = {
-      "Runs on every node: keeps a websocket to each tunnel-server, dials the targets the servers"
-          + " ask for when its node's policy allows them, and splices bytes both ways.",
-      "The datapath is not implemented yet in this build: only the command line is."
+      "Runs on every node. Keeps a websocket to each tunnel-server (reconnecting with backoff),"
+          + " declares its node, and dials the targets the servers ask for when this node's"
+          + " policy allows them: its addresses on the kubelet ports, its pod CIDRs in pod and"
+          + " cluster modes, and --allow rules. Anything else is refused for that stream only.",
+      "",
+      "Durations take ms, s, m or h (10s); sizes take bytes, Ki or Mi (256Ki).",
+      ""
     })
 public final class TunnelAgentMain implements Callable<Integer> {
 
+  @Option(
+      names = "--server",
+      required = true,
+      paramLabel = "URL",
+      description = "Server to tunnel to: ws://HOST:PORT or wss://HOST:PORT (repeatable).")
+  List<String> servers = new ArrayList<>();
+
+  @Option(names = "--node-name", required = true, description = "The node this agent speaks for.")
+  String nodeName;
+
+  @Option(
+      names = "--node-ip",
+      paramLabel = "IP",
+      description = "An address of this node, IPv4 or IPv6 (repeatable).")
+  List<String> nodeIps = new ArrayList<>();
+
+  @Option(
+      names = "--pod-cidr",
+      paramLabel = "CIDR",
+      description = "A pod CIDR of this node (repeatable).")
+  List<String> podCidrs = new ArrayList<>();
+
+  @Option(
+      names = "--kubelet-port",
+      defaultValue = "10250",
+      description = "The kubelet's port on this node. Default: ${DEFAULT-VALUE}.")
+  int kubeletPort;
+
+  @Option(
+      names = "--ca-cert",
+      paramLabel = "PEM",
+      description = "CA bundle that signs the servers' certificates (wss). Default: the JDK's.")
+  Path caCert;
+
+  @Option(
+      names = "--allow",
+      paramLabel = "CIDR[:PORT[-PORT]]",
+      description = "Extra destination this agent may dial, e.g. 10.0.0.0/8:443 (repeatable).")
+  List<String> allow = new ArrayList<>();
+
+  @Option(
+      names = "--mode",
+      defaultValue = "agent",
+      description =
+          "Egress selector mode, as on the server: pod and cluster also allow the pod CIDRs."
+              + " Default: ${DEFAULT-VALUE}.")
+  String mode;
+
+  @Option(
+      names = "--websocket-masking",
+      defaultValue = "auto",
+      description =
+          "Mask frames sent to the server: auto (on ws://, not on wss://), always, never."
+              + " Default: ${DEFAULT-VALUE}.")
+  AgentConfig.Masking masking;
+
+  @Option(
+      names = "--initial-window",
+      paramLabel = "SIZE",
+      defaultValue = "256Ki",
+      description = "Per-stream credit window granted to servers. Default: ${DEFAULT-VALUE}.")
+  String initialWindow;
+
+  @Option(
+      names = "--max-frame-payload",
+      paramLabel = "SIZE",
+      defaultValue = "64Ki",
+      description = "Largest frame body accepted from servers. Default: ${DEFAULT-VALUE}.")
+  String maxFramePayload;
+
+  @Option(
+      names = "--max-streams",
+      defaultValue = "10000",
+      description = "Most concurrent streams per server. Default: ${DEFAULT-VALUE}.")
+  int maxStreams;
+
+  @Option(
+      names = "--max-pending-dials",
+      defaultValue = "1000",
+      description = "Most dials in progress per server. Default: ${DEFAULT-VALUE}.")
+  int maxPendingDials;
+
+  @Option(
+      names = "--dial-timeout",
+      paramLabel = "DURATION",
+      defaultValue = "10s",
+      description = "Default and largest time to connect a target. Default: ${DEFAULT-VALUE}.")
+  String dialTimeout;
+
+  @Option(
+      names = "--handshake-timeout",
+      paramLabel = "DURATION",
+      defaultValue = "10s",
+      description = "Time for connect, websocket upgrade and hello. Default: ${DEFAULT-VALUE}.")
+  String handshakeTimeout;
+
+  @Option(
+      names = "--ping-interval",
+      paramLabel = "DURATION",
+      defaultValue = "15s",
+      description = "Ping a quiet session this often. Default: ${DEFAULT-VALUE}.")
+  String pingInterval;
+
+  @Option(
+      names = "--ping-timeout",
+      paramLabel = "DURATION",
+      defaultValue = "45s",
+      description = "Close a session silent this long. Default: ${DEFAULT-VALUE}.")
+  String pingTimeout;
+
+  @Option(
+      names = "--reconnect-max",
+      paramLabel = "DURATION",
+      defaultValue = "30s",
+      description = "Longest reconnect delay (backoff starts at 100ms). Default: ${DEFAULT-VALUE}.")
+  String reconnectMax;
+
+  @Option(
+      names = "--threads",
+      defaultValue = "0",
+      description = "Event loop threads; 0 means one per core. Default: ${DEFAULT-VALUE}.")
+  int threads;
+
   public static void main(String[] args) {
-    System.exit(new CommandLine(new TunnelAgentMain()).execute(args));
+    System.exit(commandLine().execute(args));
+  }
+
+  static CommandLine commandLine() {
+    CommandLine cl = new CommandLine(new TunnelAgentMain());
+    cl.setCaseInsensitiveEnumValuesAllowed(true);
+    return cl;
+  }
+
+  AgentConfig toConfig() {
+    List<URI> uris = new ArrayList<>();
+    for (String s : servers) {
+      uris.add(URI.create(s));
+    }
+    List<InetAddress> addresses = new ArrayList<>();
+    for (String ip : nodeIps) {
+      addresses.add(Cidr.parseAddress(ip));
+    }
+    List<Cidr> cidrs = new ArrayList<>();
+    for (String c : podCidrs) {
+      cidrs.add(Cidr.parse(c));
+    }
+    List<AllowRule> rules = new ArrayList<>();
+    for (String a : allow) {
+      rules.add(AllowRule.parse(a));
+    }
+    AgentConfig.Limits limits =
+        new AgentConfig.Limits(
+            Limits.check("--initial-window", Units.parseSize(initialWindow), 1, Limits.MAX_WINDOW),
+            Limits.check(
+                "--max-frame-payload",
+                Units.parseSize(maxFramePayload),
+                Limits.MIN_FRAME_PAYLOAD_FLOOR,
+                Limits.MAX_FRAME_PAYLOAD_CEILING),
+            Limits.check("--max-streams", maxStreams, 1, Integer.MAX_VALUE),
+            Limits.check("--max-pending-dials", maxPendingDials, 1, Integer.MAX_VALUE),
+            Units.parsePositiveDuration("--dial-timeout", dialTimeout),
+            Units.parsePositiveDuration("--handshake-timeout", handshakeTimeout),
+            Units.parsePositiveDuration("--ping-interval", pingInterval),
+            Units.parsePositiveDuration("--ping-timeout", pingTimeout),
+            Duration.ofMillis(100),
+            Units.parsePositiveDuration("--reconnect-max", reconnectMax),
+            Limits.check("--threads", threads, 0, 1024));
+    Limits.checkName("--node-name", nodeName);
+    return new AgentConfig(
+        uris,
+        nodeName,
+        addresses,
+        cidrs,
+        Limits.check("--kubelet-port", kubeletPort, 1, 65535),
+        caCert,
+        rules,
+        EgressMode.parse(mode),
+        masking,
+        limits);
   }
 
   @Override
-  public Integer call() {
-    System.err.println("tunnel-agent: the tunnel datapath is not implemented in this build yet");
-    return 2;
+  public Integer call() throws Exception {
+    AgentConfig config;
+    try {
+      config = toConfig();
+    } catch (IllegalArgumentException e) {
+      System.err.println("tunnel-agent: " + e.getMessage());
+      return 2;
+    }
+    TunnelAgent agent = new TunnelAgent(config).start();
+    CountDownLatch stopped = new CountDownLatch(1);
+    Runtime.getRuntime()
+        .addShutdownHook(
+            new Thread(
+                () -> {
+                  agent.close();
+                  stopped.countDown();
+                },
+                "shutdown"));
+    stopped.await();
+    return 0;
   }
 }

@@ -1,8 +1,15 @@
 package io.egresstunnel.server;
 
 import io.egresstunnel.proto.Limits;
+import io.egresstunnel.proto.config.Units;
 import io.egresstunnel.routing.EgressMode;
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
+import java.nio.file.Path;
 import java.util.concurrent.Callable;
+import java.util.concurrent.CountDownLatch;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -11,38 +18,264 @@ import picocli.CommandLine.Option;
 @Command(
     name = "tunnel-server",
     mixinStandardHelpOptions = true,
+    sortOptions = false,
+    usageHelpWidth = 100,
     version = "tunnel-server 0.1.0 (protocol " + Limits.MAX_VERSION + ")",
     description = {
-      "Accepts HTTP CONNECT from the kube-apiserver's egress selector and carries each connection"
-          + " as a stream over the websocket of the agent on the target's node.",
-      "The datapath is not implemented yet in this build: only the command line is."
+      "Accepts HTTP CONNECT from the kube-apiserver's egress selector (TCP, TLS with client"
+          + " certificates, or a Unix socket) and carries each connection as a stream over the"
+          + " websocket of the agent on the target's node. Targets the mode does not send through"
+          + " an agent are dialled directly.",
+      "",
+      "Durations take ms, s, m or h (10s); sizes take bytes, Ki or Mi (256Ki).",
+      ""
     })
 public final class TunnelServerMain implements Callable<Integer> {
+  private static final Logger log = LoggerFactory.getLogger(TunnelServerMain.class);
 
   @Option(
       names = "--mode",
       defaultValue = "agent",
-      converter = ModeConverter.class,
       description =
-          "Egress selector mode: disabled, agent, pod or cluster (default: ${DEFAULT-VALUE}).")
-  EgressMode mode;
+          "Egress selector mode: disabled (dial everything directly), agent (kubelet connections"
+              + " through the node's agent), pod (also the node's pod CIDRs), cluster (also pod"
+              + " IPs and endpoints; from agent hellos alone it routes like pod). Default:"
+              + " ${DEFAULT-VALUE}.")
+  String mode;
+
+  @Option(
+      names = "--connect-listen",
+      paramLabel = "HOST:PORT",
+      defaultValue = "127.0.0.1:8090",
+      description = "Where the apiserver sends CONNECT (TCP). Default: ${DEFAULT-VALUE}.")
+  String connectListen;
+
+  @Option(
+      names = "--uds",
+      paramLabel = "PATH",
+      description = "Also accept CONNECT on this Unix socket (created with mode 0600).")
+  Path uds;
+
+  @Option(
+      names = "--agent-listen",
+      paramLabel = "HOST:PORT",
+      defaultValue = "0.0.0.0:8091",
+      description = "Where agents connect their websocket. Default: ${DEFAULT-VALUE}.")
+  String agentListen;
+
+  @Option(
+      names = "--admin-listen",
+      paramLabel = "HOST:PORT",
+      defaultValue = "127.0.0.1:8092",
+      description = "Health endpoints /healthz and /readyz. Default: ${DEFAULT-VALUE}.")
+  String adminListen;
+
+  @Option(
+      names = "--tls-cert",
+      paramLabel = "PEM",
+      description =
+          "Serve CONNECT over TLS with this certificate (needs --tls-key and --client-ca).")
+  Path tlsCert;
+
+  @Option(
+      names = "--tls-key",
+      paramLabel = "PEM",
+      description = "Private key of --tls-cert (PKCS#8).")
+  Path tlsKey;
+
+  @Option(
+      names = "--client-ca",
+      paramLabel = "PEM",
+      description = "CA bundle that must sign CONNECT clients' certificates (the apiserver's).")
+  Path clientCa;
+
+  @Option(
+      names = "--agent-tls-cert",
+      paramLabel = "PEM",
+      description = "Serve the agent listener as wss:// with this certificate.")
+  Path agentTlsCert;
+
+  @Option(
+      names = "--agent-tls-key",
+      paramLabel = "PEM",
+      description = "Private key of --agent-tls-cert.")
+  Path agentTlsKey;
+
+  @Option(
+      names = "--server-id",
+      description = "This server's id among the cluster's servers. Default: the host name.")
+  String serverId;
+
+  @Option(
+      names = "--server-count",
+      defaultValue = "1",
+      description =
+          "How many servers serve the cluster (agents keep a tunnel to each). Default: ${DEFAULT-VALUE}.")
+  int serverCount;
+
+  @Option(
+      names = "--initial-window",
+      paramLabel = "SIZE",
+      defaultValue = "256Ki",
+      description = "Per-stream credit window granted to agents. Default: ${DEFAULT-VALUE}.")
+  String initialWindow;
+
+  @Option(
+      names = "--max-frame-payload",
+      paramLabel = "SIZE",
+      defaultValue = "64Ki",
+      description =
+          "Largest frame body accepted from agents (16Ki..16Mi-1). Default: ${DEFAULT-VALUE}.")
+  String maxFramePayload;
+
+  @Option(
+      names = "--max-streams-per-agent",
+      defaultValue = "10000",
+      description = "Most concurrent streams on one agent. Default: ${DEFAULT-VALUE}.")
+  int maxStreamsPerAgent;
+
+  @Option(
+      names = "--max-pending-dials-per-agent",
+      defaultValue = "1000",
+      description = "Most dials waiting for one agent; more get 503. Default: ${DEFAULT-VALUE}.")
+  int maxPendingDials;
+
+  @Option(
+      names = "--dial-timeout",
+      paramLabel = "DURATION",
+      defaultValue = "10s",
+      description = "How long a target may take to connect; then 504. Default: ${DEFAULT-VALUE}.")
+  String dialTimeout;
+
+  @Option(
+      names = "--max-header-bytes",
+      paramLabel = "SIZE",
+      defaultValue = "8Ki",
+      description = "Largest CONNECT header block; more gets 431. Default: ${DEFAULT-VALUE}.")
+  String maxHeaderBytes;
+
+  @Option(
+      names = "--handshake-timeout",
+      paramLabel = "DURATION",
+      defaultValue = "10s",
+      description =
+          "Time an agent has for the websocket upgrade and hello. Default: ${DEFAULT-VALUE}.")
+  String handshakeTimeout;
+
+  @Option(
+      names = "--ping-interval",
+      paramLabel = "DURATION",
+      defaultValue = "15s",
+      description = "Ping a quiet agent session this often. Default: ${DEFAULT-VALUE}.")
+  String pingInterval;
+
+  @Option(
+      names = "--ping-timeout",
+      paramLabel = "DURATION",
+      defaultValue = "45s",
+      description = "Close an agent session silent this long. Default: ${DEFAULT-VALUE}.")
+  String pingTimeout;
+
+  @Option(
+      names = "--listen-backlog",
+      defaultValue = "4096",
+      description =
+          "Accept backlog of every listener (bursts of CONNECTs). Default: ${DEFAULT-VALUE}.")
+  int backlog;
+
+  @Option(
+      names = "--threads",
+      defaultValue = "0",
+      description = "Event loop threads; 0 means one per core. Default: ${DEFAULT-VALUE}.")
+  int threads;
 
   public static void main(String[] args) {
-    System.exit(new CommandLine(new TunnelServerMain()).execute(args));
+    System.exit(commandLine().execute(args));
+  }
+
+  static CommandLine commandLine() {
+    CommandLine cl = new CommandLine(new TunnelServerMain());
+    cl.setCaseInsensitiveEnumValuesAllowed(true);
+    return cl;
+  }
+
+  /** Builds the configuration the flags describe; IllegalArgumentException says which is wrong. */
+  ServerConfig toConfig() throws Exception {
+    ServerConfig.TlsFiles tls = null;
+    if (tlsCert != null || tlsKey != null || clientCa != null) {
+      if (tlsCert == null || tlsKey == null || clientCa == null) {
+        throw new IllegalArgumentException(
+            "TLS on the CONNECT listener needs --tls-cert, --tls-key and --client-ca together");
+      }
+      tls = new ServerConfig.TlsFiles(tlsCert, tlsKey, clientCa);
+    }
+    ServerConfig.TlsFiles agentTls = null;
+    if (agentTlsCert != null || agentTlsKey != null) {
+      if (agentTlsCert == null || agentTlsKey == null) {
+        throw new IllegalArgumentException(
+            "wss needs --agent-tls-cert and --agent-tls-key together");
+      }
+      agentTls = new ServerConfig.TlsFiles(agentTlsCert, agentTlsKey, null);
+    }
+    ServerConfig.Limits limits =
+        new ServerConfig.Limits(
+            Limits.check("--initial-window", Units.parseSize(initialWindow), 1, Limits.MAX_WINDOW),
+            Limits.check(
+                "--max-frame-payload",
+                Units.parseSize(maxFramePayload),
+                Limits.MIN_FRAME_PAYLOAD_FLOOR,
+                Limits.MAX_FRAME_PAYLOAD_CEILING),
+            Limits.check("--max-streams-per-agent", maxStreamsPerAgent, 1, Integer.MAX_VALUE),
+            Limits.check("--max-pending-dials-per-agent", maxPendingDials, 1, Integer.MAX_VALUE),
+            Units.parsePositiveDuration("--dial-timeout", dialTimeout),
+            Limits.check("--max-header-bytes", Units.parseSize(maxHeaderBytes), 256, 1 << 20),
+            4096,
+            Units.parsePositiveDuration("--handshake-timeout", handshakeTimeout),
+            Units.parsePositiveDuration("--ping-interval", pingInterval),
+            Units.parsePositiveDuration("--ping-timeout", pingTimeout),
+            Limits.check("--listen-backlog", backlog, 1, 65535),
+            Limits.check("--threads", threads, 0, 1024));
+    InetSocketAddress connect = connectListen.isEmpty() ? null : Units.parseHostPort(connectListen);
+    return new ServerConfig(
+        EgressMode.parse(mode),
+        connect,
+        uds,
+        Units.parseHostPort(agentListen),
+        adminListen.isEmpty() ? null : Units.parseHostPort(adminListen),
+        tls,
+        agentTls,
+        serverId != null ? serverId : InetAddress.getLocalHost().getHostName(),
+        Limits.check("--server-count", serverCount, 1, 0xFFFF),
+        limits);
   }
 
   @Override
-  public Integer call() {
-    System.err.println("tunnel-server: mode " + mode.flagValue() + " (" + mode.description() + ")");
-    System.err.println("tunnel-server: the tunnel datapath is not implemented in this build yet");
-    return 2;
-  }
-
-  /** Converts the --mode flag with a clear error. */
-  static final class ModeConverter implements CommandLine.ITypeConverter<EgressMode> {
-    @Override
-    public EgressMode convert(String value) {
-      return EgressMode.parse(value);
+  public Integer call() throws Exception {
+    ServerConfig config;
+    try {
+      config = toConfig();
+    } catch (IllegalArgumentException e) {
+      System.err.println("tunnel-server: " + e.getMessage());
+      return 2;
     }
+    TunnelServer server = new TunnelServer(config);
+    try {
+      server.start();
+    } catch (java.io.IOException e) {
+      System.err.println("tunnel-server: " + e.getMessage());
+      return 1;
+    }
+    CountDownLatch stopped = new CountDownLatch(1);
+    Runtime.getRuntime()
+        .addShutdownHook(
+            new Thread(
+                () -> {
+                  log.info("shutting down");
+                  server.close();
+                  stopped.countDown();
+                },
+                "shutdown"));
+    stopped.await();
+    return 0;
   }
 }

@@ -1,0 +1,102 @@
+package io.egresstunnel.proto.net;
+
+import io.netty.buffer.Unpooled;
+import io.netty.channel.Channel;
+import io.netty.channel.ChannelFutureListener;
+import io.netty.channel.ChannelHandlerContext;
+import io.netty.channel.ChannelInboundHandlerAdapter;
+import io.netty.channel.socket.ChannelInputShutdownEvent;
+import io.netty.channel.socket.DuplexChannel;
+import io.netty.util.ReferenceCountUtil;
+
+/**
+ * Relays bytes between two sockets on the same event loop, with half-close: an EOF on one side
+ * shuts down the other side's output once the data before it is written, and both close when both
+ * directions are done. Each direction has one read in flight at most; the next read waits until the
+ * previous write completed, so a slow peer holds one read buffer and no more.
+ */
+public final class Splice {
+  private final Channel a;
+  private final Channel b;
+  private int directionsDone;
+
+  private Splice(Channel a, Channel b) {
+    this.a = a;
+    this.b = b;
+  }
+
+  /**
+   * Starts relaying between {@code a} and {@code b} (both AUTO_READ off, both on one event loop,
+   * half-closure allowed). Handlers are added last in each pipeline.
+   */
+  public static void start(Channel a, Channel b) {
+    if (a.eventLoop() != b.eventLoop()) {
+      throw new IllegalArgumentException("a splice needs both channels on one event loop");
+    }
+    Splice s = new Splice(a, b);
+    a.pipeline().addLast("splice", s.new Direction(b));
+    b.pipeline().addLast("splice", s.new Direction(a));
+    a.read();
+    b.read();
+  }
+
+  private void directionDone() {
+    if (++directionsDone == 2) {
+      a.close();
+      b.close();
+    }
+  }
+
+  /** Copies what its channel reads to {@code out}. */
+  private final class Direction extends ChannelInboundHandlerAdapter {
+    private final Channel out;
+
+    Direction(Channel out) {
+      this.out = out;
+    }
+
+    @Override
+    public void channelRead(ChannelHandlerContext ctx, Object msg) {
+      if (!out.isActive()) {
+        ReferenceCountUtil.release(msg);
+        return;
+      }
+      out.writeAndFlush(msg)
+          .addListener(
+              (ChannelFutureListener)
+                  f -> {
+                    if (f.isSuccess()) {
+                      ctx.channel().read();
+                    } else {
+                      ctx.channel().close();
+                      out.close();
+                    }
+                  });
+    }
+
+    @Override
+    public void userEventTriggered(ChannelHandlerContext ctx, Object evt) {
+      if (evt instanceof ChannelInputShutdownEvent) {
+        if (out instanceof DuplexChannel duplex && out.isActive()) {
+          out.writeAndFlush(Unpooled.EMPTY_BUFFER)
+              .addListener(f -> duplex.shutdownOutput().addListener(g -> directionDone()));
+        } else {
+          directionDone();
+        }
+        return;
+      }
+      ReferenceCountUtil.release(evt);
+    }
+
+    @Override
+    public void channelInactive(ChannelHandlerContext ctx) {
+      // Flush what was already written, then close the other side too.
+      out.writeAndFlush(Unpooled.EMPTY_BUFFER).addListener(ChannelFutureListener.CLOSE);
+    }
+
+    @Override
+    public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
+      ctx.close();
+    }
+  }
+}

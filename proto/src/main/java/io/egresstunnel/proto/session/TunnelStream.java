@@ -1,0 +1,550 @@
+package io.egresstunnel.proto.session;
+
+import io.egresstunnel.proto.DataFrame;
+import io.egresstunnel.proto.DialResult;
+import io.egresstunnel.proto.DialStatus;
+import io.egresstunnel.proto.ErrorCode;
+import io.egresstunnel.proto.Fin;
+import io.egresstunnel.proto.Reset;
+import io.egresstunnel.proto.WindowUpdate;
+import io.netty.buffer.ByteBuf;
+import io.netty.buffer.CompositeByteBuf;
+import io.netty.buffer.Unpooled;
+import io.netty.channel.Channel;
+import io.netty.channel.ChannelFutureListener;
+import io.netty.channel.ChannelHandler;
+import io.netty.channel.ChannelHandlerContext;
+import io.netty.channel.ChannelInboundHandlerAdapter;
+import io.netty.channel.socket.ChannelInputShutdownEvent;
+import io.netty.channel.socket.DuplexChannel;
+import io.netty.util.ReferenceCountUtil;
+import io.netty.util.concurrent.Promise;
+import io.netty.util.concurrent.ScheduledFuture;
+import java.util.concurrent.TimeUnit;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * One stream of a {@link TunnelSession}, spliced to a local socket: the client's CONNECT socket on
+ * the server, the target socket on the agent. docs/protocol.md, "Streams", is the state machine
+ * this class implements.
+ *
+ * <p>All state lives on the session's event loop. Events from the local socket, which may run on
+ * another loop, hop there first. The local socket runs with AUTO_READ off and is read once at a
+ * time, only while the stream has send credit and the websocket is writable. Received DATA is
+ * written to the socket and credit is returned as those writes complete, so a stalled reader holds
+ * at most one window of this stream's bytes and nothing else.
+ */
+public final class TunnelStream {
+  private static final Logger log = LoggerFactory.getLogger(TunnelStream.class);
+
+  /** Where a stream is in its life (docs/protocol.md, "States"). */
+  public enum State {
+    DIALLING,
+    OPEN,
+    HALF_CLOSED_LOCAL,
+    HALF_CLOSED_REMOTE,
+    CLOSED
+  }
+
+  private final TunnelSession session;
+  private final int id;
+  private final String target;
+  private final long createdNanos = System.nanoTime();
+  private State state = State.DIALLING;
+
+  private Channel local;
+  private Promise<TunnelStream> openPromise;
+  private ScheduledFuture<?> dialTimer;
+
+  private int sendWindow;
+  private int receiveWindow;
+  private int consumedNotGranted;
+  private int bufferedToLocal;
+  private ByteBuf pendingOut;
+  private boolean localReadPending;
+  private boolean localEof;
+
+  private long bytesToPeer;
+  private long bytesFromPeer;
+
+  TunnelStream(TunnelSession session, int id, String target) {
+    this.session = session;
+    this.id = id;
+    this.target = target;
+    this.receiveWindow = session.localConfig().initialWindow();
+  }
+
+  public int id() {
+    return id;
+  }
+
+  /** {@code host:port} of the target, for logs and status. */
+  public String target() {
+    return target;
+  }
+
+  public State state() {
+    return state;
+  }
+
+  public TunnelSession session() {
+    return session;
+  }
+
+  /** Bytes of this stream written to the local socket whose writes have not completed yet. */
+  public int bufferedToLocal() {
+    return bufferedToLocal;
+  }
+
+  /** Bytes read from the local socket and held because the stream has no credit. */
+  public int heldForPeer() {
+    return pendingOut == null ? 0 : pendingOut.readableBytes();
+  }
+
+  public int sendWindow() {
+    return sendWindow;
+  }
+
+  public long bytesToPeer() {
+    return bytesToPeer;
+  }
+
+  public long bytesFromPeer() {
+    return bytesFromPeer;
+  }
+
+  public long ageNanos() {
+    return System.nanoTime() - createdNanos;
+  }
+
+  // ---- opening -------------------------------------------------------------------------------
+
+  /** Server side: the stream waits for its DIAL_RESULT; {@code promise} completes with it. */
+  void awaitDialResult(Channel client, Promise<TunnelStream> promise, long timeoutMillis) {
+    this.local = client;
+    this.openPromise = promise;
+    this.dialTimer =
+        session
+            .eventLoop()
+            .schedule(
+                () ->
+                    failDial(
+                        ErrorCode.CANCEL,
+                        new DialFailedException(
+                            DialStatus.TIMEOUT,
+                            "the agent did not answer the dial within " + timeoutMillis + " ms")),
+                timeoutMillis,
+                TimeUnit.MILLISECONDS);
+    client
+        .closeFuture()
+        .addListener(f -> session.execute(() -> onLocalClosed("client closed before dial result")));
+  }
+
+  void onDialResult(DialResult result) {
+    if (state != State.DIALLING || openPromise == null) {
+      resetWith(ErrorCode.PROTOCOL_ERROR, "DIAL_RESULT on a stream that is " + state);
+      return;
+    }
+    if (result.status() != DialStatus.OK) {
+      String why = result.message().isEmpty() ? result.status().toString() : result.message();
+      terminate(new DialFailedException(result.status(), why));
+      return;
+    }
+    cancelDialTimer();
+    state = State.OPEN;
+    session.dialSettled();
+    sendWindow = session.peerInitialWindow();
+    openPromise.trySuccess(this);
+  }
+
+  /**
+   * Server side, once the client socket is ready to relay: installs the relay handler and starts
+   * reading. Call after the CONNECT's 200 has been written, from any thread.
+   */
+  public void startRelay() {
+    session.execute(
+        () -> {
+          if (state == State.CLOSED) {
+            return;
+          }
+          maybeReadLocal();
+        });
+  }
+
+  /** A handler for the local socket's pipeline that feeds this stream. */
+  public ChannelHandler newRelayHandler() {
+    return new LocalRelayHandler();
+  }
+
+  /** Agent side: the target is connected. Installs the relay and reports OK to the server. */
+  public void dialSucceeded(Channel target) {
+    session.execute(
+        () -> {
+          if (state != State.DIALLING) {
+            target.close(); // reset by the server while dialling
+            return;
+          }
+          local = target;
+          target.pipeline().addLast("stream-relay", new LocalRelayHandler());
+          target
+              .closeFuture()
+              .addListener(f -> session.execute(() -> onLocalClosed("target closed")));
+          state = State.OPEN;
+          session.dialSettled();
+          sendWindow = session.peerInitialWindow();
+          session.writeAndFlush(new DialResult(id, DialStatus.OK, ""));
+          maybeReadLocal();
+        });
+  }
+
+  /** Agent side: the dial failed or was refused; reports it and forgets the stream. */
+  public void dialFailed(DialStatus status, String message) {
+    session.execute(
+        () -> {
+          if (state != State.DIALLING) {
+            return;
+          }
+          session.writeAndFlush(new DialResult(id, status, message));
+          terminate(null);
+        });
+  }
+
+  // ---- frames from the peer ------------------------------------------------------------------
+
+  void onData(DataFrame frame) {
+    ByteBuf payload = frame.content();
+    int n = payload.readableBytes();
+    if (state != State.OPEN && state != State.HALF_CLOSED_LOCAL) {
+      frame.release();
+      resetWith(ErrorCode.PROTOCOL_ERROR, "DATA on a stream that is " + state);
+      return;
+    }
+    if (n > receiveWindow) {
+      frame.release();
+      resetWith(
+          ErrorCode.FLOW_CONTROL_ERROR,
+          "DATA of " + n + " bytes exceeds the remaining window of " + receiveWindow);
+      return;
+    }
+    if (n == 0) {
+      frame.release();
+      return;
+    }
+    receiveWindow -= n;
+    bufferedToLocal += n;
+    bytesFromPeer += n;
+    local
+        .writeAndFlush(payload)
+        .addListener(f -> session.execute(() -> onLocalWriteDone(n, f.isSuccess())));
+  }
+
+  private void onLocalWriteDone(int n, boolean success) {
+    bufferedToLocal -= n;
+    if (state == State.CLOSED) {
+      return;
+    }
+    if (!success) {
+      resetWith(ErrorCode.CONNECTION_ERROR, "writing to the local socket failed");
+      return;
+    }
+    consumedNotGranted += n;
+    // Grant in batches, once half the window is consumed. The sender uses the whole window, so
+    // consumption always reaches half of it: this cannot deadlock.
+    if (consumedNotGranted >= session.localConfig().initialWindow() / 2) {
+      receiveWindow += consumedNotGranted;
+      session.writeAndFlush(new WindowUpdate(id, consumedNotGranted));
+      consumedNotGranted = 0;
+    }
+  }
+
+  void onWindowUpdate(WindowUpdate update) {
+    if (state == State.DIALLING) {
+      resetWith(ErrorCode.PROTOCOL_ERROR, "WINDOW_UPDATE before the dial result");
+      return;
+    }
+    long next = (long) sendWindow + update.increment();
+    if (next > Integer.MAX_VALUE) {
+      resetWith(ErrorCode.FLOW_CONTROL_ERROR, "window update overflows the send window");
+      return;
+    }
+    sendWindow = (int) next;
+    sendPending();
+    maybeReadLocal();
+  }
+
+  void onFin() {
+    switch (state) {
+      case OPEN -> {
+        state = State.HALF_CLOSED_REMOTE;
+        shutdownLocalOutput();
+        maybeReadLocal();
+      }
+      case HALF_CLOSED_LOCAL -> {
+        shutdownLocalOutput();
+        terminate(null);
+      }
+      default -> resetWith(ErrorCode.PROTOCOL_ERROR, "FIN on a stream that is " + state);
+    }
+  }
+
+  void onReset(Reset reset) {
+    if (log.isDebugEnabled()) {
+      log.debug("stream {} to {} reset by peer: {} {}", id, target, reset.code(), reset.message());
+    }
+    DialFailedException failure =
+        state == State.DIALLING
+            ? new DialFailedException(
+                DialStatus.INTERNAL_ERROR, "the agent reset the stream: " + reset.message())
+            : null;
+    terminate(failure);
+  }
+
+  /** A frame for this stream broke the protocol: reset it, the session goes on. */
+  void protocolError(String why) {
+    resetWith(ErrorCode.PROTOCOL_ERROR, why);
+  }
+
+  /** The session is gone: every stream ends at once, pending dials fail. */
+  void onSessionClosed(String why) {
+    terminate(DialFailedException.sessionLost(why));
+  }
+
+  /** Cancels the stream from this side (client gone, shutdown): RESET(CANCEL) to the peer. */
+  public void cancel(String why) {
+    session.execute(() -> resetWith(ErrorCode.CANCEL, why));
+  }
+
+  // ---- the local socket ----------------------------------------------------------------------
+
+  private void onLocalData(ByteBuf buf) {
+    localReadPending = false;
+    if (state == State.CLOSED || localEof || !canSend()) {
+      buf.release();
+      return;
+    }
+    bytesToPeer += buf.readableBytes();
+    // One read() usually yields one buffer, but a socket whose peer closed (RDHUP) is drained
+    // whole, so buffers may arrive while some are still held: keep them in order.
+    if (pendingOut == null) {
+      pendingOut = buf;
+    } else if (pendingOut instanceof CompositeByteBuf held) {
+      held.addComponent(true, buf);
+    } else {
+      pendingOut = buf.alloc().compositeBuffer().addComponents(true, pendingOut, buf);
+    }
+    sendPending();
+    maybeReadLocal();
+  }
+
+  private void onLocalEof() {
+    localReadPending = false;
+    if (state == State.CLOSED || localEof) {
+      return;
+    }
+    localEof = true;
+    if (pendingOut == null) {
+      sendFin();
+    }
+  }
+
+  private void onLocalClosed(String why) {
+    if (state == State.CLOSED) {
+      return;
+    }
+    if (state == State.DIALLING) {
+      failDial(ErrorCode.CANCEL, new DialFailedException(DialStatus.INTERNAL_ERROR, why));
+      return;
+    }
+    resetWith(ErrorCode.CANCEL, why);
+  }
+
+  private void onLocalError(Throwable cause) {
+    if (state != State.CLOSED) {
+      log.debug("stream {} to {}: local socket failed", id, target, cause);
+      resetWith(ErrorCode.CONNECTION_ERROR, "local socket failed: " + cause.getMessage());
+    }
+  }
+
+  private boolean canSend() {
+    return state == State.OPEN || state == State.HALF_CLOSED_REMOTE;
+  }
+
+  /** Sends what is held, as far as the credit reaches, in frames the peer accepts. */
+  private void sendPending() {
+    if (pendingOut == null || !canSend()) {
+      return;
+    }
+    int maxFrame = session.peerMaxFramePayload();
+    boolean wrote = false;
+    while (pendingOut != null && sendWindow > 0) {
+      int readable = pendingOut.readableBytes();
+      int n = Math.min(readable, Math.min(sendWindow, maxFrame));
+      ByteBuf chunk;
+      if (n == readable) {
+        chunk = pendingOut;
+        pendingOut = null;
+      } else {
+        chunk = pendingOut.readRetainedSlice(n);
+      }
+      sendWindow -= n;
+      session.write(new DataFrame(id, chunk));
+      wrote = true;
+    }
+    if (wrote) {
+      session.flush();
+    }
+    if (pendingOut == null && localEof) {
+      sendFin();
+    }
+  }
+
+  private void sendFin() {
+    if (!canSend()) {
+      return;
+    }
+    session.writeAndFlush(new Fin(id));
+    if (state == State.OPEN) {
+      state = State.HALF_CLOSED_LOCAL;
+    } else {
+      terminate(null);
+    }
+  }
+
+  /** Reads the local socket once more, if the stream may send and the websocket can take it. */
+  void maybeReadLocal() {
+    if (local != null
+        && !localReadPending
+        && !localEof
+        && pendingOut == null
+        && sendWindow > 0
+        && canSend()
+        && session.isWritable()) {
+      localReadPending = true;
+      Channel ch = local;
+      if (ch.eventLoop().inEventLoop()) {
+        readUnlessShut(ch);
+      } else {
+        ch.eventLoop().execute(() -> readUnlessShut(ch));
+      }
+    }
+  }
+
+  /**
+   * Asks for one more read, on the socket's own loop, unless its input has meanwhile been shut: the
+   * EOF may overtake a read requested from the session loop, and epoll refuses a read then.
+   */
+  private static void readUnlessShut(Channel ch) {
+    if (ch instanceof DuplexChannel duplex && duplex.isInputShutdown()) {
+      return;
+    }
+    ch.read();
+  }
+
+  private void shutdownLocalOutput() {
+    if (local instanceof DuplexChannel duplex) {
+      // An empty write completes after every earlier write: shut down only after the data.
+      local.writeAndFlush(Unpooled.EMPTY_BUFFER).addListener(f -> duplex.shutdownOutput());
+    }
+  }
+
+  // ---- the one way out -----------------------------------------------------------------------
+
+  private void resetWith(ErrorCode code, String why) {
+    if (state == State.CLOSED) {
+      return;
+    }
+    if (state == State.DIALLING && openPromise != null) {
+      failDial(code, new DialFailedException(DialStatus.INTERNAL_ERROR, why));
+      return;
+    }
+    log.debug("stream {} to {}: reset {} ({})", id, target, code, why);
+    session.writeAndFlush(new Reset(id, code, why));
+    terminate(null);
+  }
+
+  private void failDial(ErrorCode code, DialFailedException failure) {
+    if (state != State.DIALLING) {
+      return;
+    }
+    session.writeAndFlush(new Reset(id, code, failure.getMessage()));
+    terminate(failure);
+  }
+
+  /**
+   * Ends the stream exactly once: forgets it, releases what it holds, fails a pending open, and
+   * closes the local socket (after its pending writes when the stream ended gracefully).
+   */
+  private void terminate(DialFailedException dialFailure) {
+    if (state == State.CLOSED) {
+      return;
+    }
+    boolean graceful = state == State.HALF_CLOSED_LOCAL || state == State.HALF_CLOSED_REMOTE;
+    boolean wasDialling = state == State.DIALLING;
+    state = State.CLOSED;
+    cancelDialTimer();
+    if (wasDialling) {
+      session.dialSettled();
+    }
+    session.streamClosed(this);
+    if (pendingOut != null) {
+      pendingOut.release();
+      pendingOut = null;
+    }
+    if (openPromise != null && wasDialling) {
+      openPromise.tryFailure(
+          dialFailure != null
+              ? dialFailure
+              : new DialFailedException(DialStatus.INTERNAL_ERROR, "stream closed while dialling"));
+    }
+    // While dialling, the local socket is the server's client, whose handler answers the failed
+    // CONNECT itself; on the agent there is no socket yet.
+    if (local != null && !wasDialling) {
+      if (graceful && dialFailure == null) {
+        local.writeAndFlush(Unpooled.EMPTY_BUFFER).addListener(ChannelFutureListener.CLOSE);
+      } else {
+        local.close();
+      }
+    }
+  }
+
+  private void cancelDialTimer() {
+    if (dialTimer != null) {
+      dialTimer.cancel(false);
+      dialTimer = null;
+    }
+  }
+
+  @Override
+  public String toString() {
+    return "stream " + id + " to " + target + " (" + state + ")";
+  }
+
+  /** Lives in the local socket's pipeline and hands its events to the stream's event loop. */
+  private final class LocalRelayHandler extends ChannelInboundHandlerAdapter {
+    @Override
+    public void channelRead(ChannelHandlerContext ctx, Object msg) {
+      if (!(msg instanceof ByteBuf buf)) {
+        ReferenceCountUtil.release(msg);
+        return;
+      }
+      if (!session.execute(() -> onLocalData(buf))) {
+        buf.release();
+      }
+    }
+
+    @Override
+    public void userEventTriggered(ChannelHandlerContext ctx, Object evt) {
+      if (evt instanceof ChannelInputShutdownEvent) {
+        session.execute(TunnelStream.this::onLocalEof);
+      }
+      ReferenceCountUtil.release(evt);
+    }
+
+    @Override
+    public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
+      session.execute(() -> onLocalError(cause));
+      ctx.close();
+    }
+  }
+}

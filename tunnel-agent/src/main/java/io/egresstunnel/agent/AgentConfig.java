@@ -1,0 +1,162 @@
+package io.egresstunnel.agent;
+
+import io.egresstunnel.agent.policy.AllowRule;
+import io.egresstunnel.proto.Cidr;
+import io.egresstunnel.routing.EgressMode;
+import java.net.InetAddress;
+import java.net.URI;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+
+/**
+ * Everything tunnel-agent is configured with. Built by {@link TunnelAgentMain} from flags, or
+ * directly by tests.
+ *
+ * @param servers websocket base URLs of the servers (ws:// or wss://)
+ * @param nodeName the node this agent speaks for
+ * @param nodeAddresses the node's addresses, IPv4 and IPv6
+ * @param podCidrs the node's pod CIDRs
+ * @param kubeletPort the node's kubelet port
+ * @param caCert CA bundle that signs the servers' certificates (wss), or null for the JDK's
+ * @param allow extra destinations this agent may dial
+ * @param mode the egress selector mode (decides whether pod CIDRs may be dialled)
+ * @param masking whether websocket frames to the server are masked
+ * @param limits every limit the agent enforces
+ */
+public record AgentConfig(
+    List<URI> servers,
+    String nodeName,
+    List<InetAddress> nodeAddresses,
+    List<Cidr> podCidrs,
+    int kubeletPort,
+    Path caCert,
+    List<AllowRule> allow,
+    EgressMode mode,
+    Masking masking,
+    Limits limits) {
+
+  /** Websocket masking of agent → server frames. RFC 6455 requires it; it costs CPU. */
+  public enum Masking {
+    /** Mask on ws://, not on wss:// (TLS already hides the bytes from intermediaries). */
+    AUTO,
+    ALWAYS,
+    NEVER
+  }
+
+  public AgentConfig {
+    servers = List.copyOf(servers);
+    nodeAddresses = List.copyOf(nodeAddresses);
+    podCidrs = List.copyOf(podCidrs);
+    allow = List.copyOf(allow);
+    if (servers.isEmpty()) {
+      throw new IllegalArgumentException("at least one --server is needed");
+    }
+    for (URI u : servers) {
+      if (!"ws".equals(u.getScheme()) && !"wss".equals(u.getScheme())) {
+        throw new IllegalArgumentException("--server must be a ws:// or wss:// URL, got " + u);
+      }
+      if (u.getHost() == null) {
+        throw new IllegalArgumentException("--server URL has no host: " + u);
+      }
+    }
+  }
+
+  /**
+   * The agent's limits.
+   *
+   * @param initialWindow per-stream credit granted to the server
+   * @param maxFramePayload largest frame body accepted from the server
+   * @param maxStreams most concurrent streams accepted per server
+   * @param maxPendingDials most dials in progress per server
+   * @param dialTimeout default and maximum time to connect a target
+   * @param handshakeTimeout time allowed for connect, websocket upgrade and hello
+   * @param pingInterval how often a quiet session is pinged
+   * @param pingTimeout how long a session may stay silent before it is closed
+   * @param reconnectMin first reconnect delay
+   * @param reconnectMax largest reconnect delay
+   * @param threads event loop threads (0: one per core)
+   */
+  public record Limits(
+      int initialWindow,
+      int maxFramePayload,
+      int maxStreams,
+      int maxPendingDials,
+      Duration dialTimeout,
+      Duration handshakeTimeout,
+      Duration pingInterval,
+      Duration pingTimeout,
+      Duration reconnectMin,
+      Duration reconnectMax,
+      int threads) {
+
+    public static Limits defaults() {
+      return new Limits(
+          io.egresstunnel.proto.Limits.DEFAULT_INITIAL_WINDOW,
+          io.egresstunnel.proto.Limits.DEFAULT_MAX_FRAME_PAYLOAD,
+          10_000,
+          1_000,
+          Duration.ofSeconds(10),
+          Duration.ofSeconds(10),
+          Duration.ofSeconds(15),
+          Duration.ofSeconds(45),
+          Duration.ofMillis(100),
+          Duration.ofSeconds(30),
+          0);
+    }
+  }
+
+  /** A plain config for one node with default limits (tests, local use). */
+  public static AgentConfig simple(
+      URI server, String nodeName, List<InetAddress> addresses, EgressMode mode) {
+    return new AgentConfig(
+        List.of(server),
+        nodeName,
+        addresses,
+        List.of(),
+        10250,
+        null,
+        List.of(),
+        mode,
+        Masking.AUTO,
+        Limits.defaults());
+  }
+
+  public AgentConfig withKubeletPort(int port) {
+    return new AgentConfig(
+        servers, nodeName, nodeAddresses, podCidrs, port, caCert, allow, mode, masking, limits);
+  }
+
+  public AgentConfig withPodCidrs(List<Cidr> cidrs) {
+    return new AgentConfig(
+        servers, nodeName, nodeAddresses, cidrs, kubeletPort, caCert, allow, mode, masking, limits);
+  }
+
+  public AgentConfig withAllow(List<AllowRule> rules) {
+    return new AgentConfig(
+        servers,
+        nodeName,
+        nodeAddresses,
+        podCidrs,
+        kubeletPort,
+        caCert,
+        rules,
+        mode,
+        masking,
+        limits);
+  }
+
+  public AgentConfig withLimits(Limits newLimits) {
+    return new AgentConfig(
+        servers,
+        nodeName,
+        nodeAddresses,
+        podCidrs,
+        kubeletPort,
+        caCert,
+        allow,
+        mode,
+        masking,
+        newLimits);
+  }
+}

@@ -1,0 +1,83 @@
+package io.egresstunnel.agent;
+
+import io.egresstunnel.agent.policy.DialPolicy;
+import io.egresstunnel.proto.Dial;
+import io.egresstunnel.proto.DialStatus;
+import io.egresstunnel.proto.net.TargetDialer;
+import io.egresstunnel.proto.session.TunnelStream;
+import io.netty.channel.Channel;
+import io.netty.channel.EventLoop;
+import io.netty.util.concurrent.Future;
+import java.net.InetAddress;
+import java.time.Duration;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Answers the server's dials: authorizes each target against this node's policy, resolves names off
+ * the event loop, and connects on the session's event loop so that the stream needs no locks. A
+ * refusal or failure ends that stream only.
+ */
+final class DialHandler {
+  private static final Logger log = LoggerFactory.getLogger(DialHandler.class);
+
+  private final DialPolicy policy;
+  private final TargetDialer dialer;
+  private final int maxTimeoutMillis;
+
+  DialHandler(DialPolicy policy, TargetDialer dialer, Duration dialTimeout) {
+    this.policy = policy;
+    this.dialer = dialer;
+    this.maxTimeoutMillis = (int) Math.min(Integer.MAX_VALUE, dialTimeout.toMillis());
+  }
+
+  void dial(TunnelStream stream, Dial dial) {
+    EventLoop loop = stream.session().eventLoop();
+    int timeout =
+        dial.timeoutMillis() == 0
+            ? maxTimeoutMillis
+            : Math.min(dial.timeoutMillis(), maxTimeoutMillis);
+    if (policy.isNodeName(dial.host())) {
+      InetAddress address;
+      try {
+        address = policy.nodeNameTarget();
+      } catch (IllegalStateException e) {
+        stream.dialFailed(DialStatus.RESOLVE_FAILED, e.getMessage());
+        return;
+      }
+      authorizeAndConnect(stream, loop, address, dial.port(), timeout);
+      return;
+    }
+    Future<InetAddress> resolved = dialer.resolve(loop, dial.host());
+    resolved.addListener(
+        f -> {
+          if (!f.isSuccess()) {
+            stream.dialFailed(
+                DialStatus.RESOLVE_FAILED, TargetDialer.describe(f.cause(), stream.target()));
+            return;
+          }
+          authorizeAndConnect(stream, loop, resolved.getNow(), dial.port(), timeout);
+        });
+  }
+
+  private void authorizeAndConnect(
+      TunnelStream stream, EventLoop loop, InetAddress address, int port, int timeout) {
+    DialPolicy.Decision decision = policy.check(address, port);
+    if (!decision.allowed()) {
+      log.info("refused dial of stream {}: {}", stream.id(), decision.reason());
+      stream.dialFailed(DialStatus.FORBIDDEN, decision.reason());
+      return;
+    }
+    Future<Channel> connected = dialer.connect(loop, address, port, timeout);
+    connected.addListener(
+        f -> {
+          if (f.isSuccess()) {
+            stream.dialSucceeded(connected.getNow());
+          } else {
+            DialStatus status = TargetDialer.classify(f.cause());
+            log.debug("dial of stream {} to {} failed: {}", stream.id(), stream.target(), status);
+            stream.dialFailed(status, TargetDialer.describe(f.cause(), stream.target()));
+          }
+        });
+  }
+}

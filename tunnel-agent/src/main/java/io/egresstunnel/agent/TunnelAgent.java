@@ -1,0 +1,104 @@
+package io.egresstunnel.agent;
+
+import io.egresstunnel.agent.policy.DialPolicy;
+import io.egresstunnel.proto.AgentHello;
+import io.egresstunnel.proto.Limits;
+import io.egresstunnel.proto.net.TargetDialer;
+import io.egresstunnel.proto.net.Transport;
+import io.egresstunnel.proto.session.TunnelSession;
+import io.netty.channel.EventLoopGroup;
+import io.netty.handler.ssl.SslContext;
+import io.netty.handler.ssl.SslContextBuilder;
+import io.netty.util.concurrent.DefaultThreadFactory;
+import java.net.URI;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Objects;
+import java.util.concurrent.TimeUnit;
+import javax.net.ssl.SSLException;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * tunnel-agent: one {@link ServerConnection} per server URL, all sharing one event-loop group, one
+ * dial policy for this node and one dialer.
+ */
+public final class TunnelAgent implements AutoCloseable {
+  private static final Logger log = LoggerFactory.getLogger(TunnelAgent.class);
+
+  private final AgentConfig config;
+  private final EventLoopGroup group;
+  private final TargetDialer dialer = new TargetDialer(2);
+  private final DialPolicy policy;
+  private final List<ServerConnection> connections = new ArrayList<>();
+
+  public TunnelAgent(AgentConfig config) throws SSLException {
+    this.config = config;
+    this.policy =
+        new DialPolicy(
+            config.mode(),
+            config.nodeName(),
+            config.nodeAddresses(),
+            config.podCidrs(),
+            config.kubeletPort(),
+            config.allow());
+    this.group =
+        Transport.newGroup(config.limits().threads(), new DefaultThreadFactory("agent-io", true));
+    AgentHello hello =
+        new AgentHello(
+            Limits.MIN_VERSION,
+            Limits.MAX_VERSION,
+            0,
+            config.limits().initialWindow(),
+            config.limits().maxFramePayload(),
+            config.kubeletPort(),
+            config.nodeName(),
+            config.nodeAddresses(),
+            config.podCidrs());
+    DialHandler dialHandler = new DialHandler(policy, dialer, config.limits().dialTimeout());
+    SslContext tls = null;
+    for (URI server : config.servers()) {
+      if ("wss".equals(server.getScheme()) && tls == null) {
+        tls = clientTls(config);
+      }
+      connections.add(
+          new ServerConnection(
+              server,
+              config,
+              group,
+              "wss".equals(server.getScheme()) ? tls : null,
+              hello,
+              dialHandler));
+    }
+  }
+
+  private static SslContext clientTls(AgentConfig config) throws SSLException {
+    SslContextBuilder b = SslContextBuilder.forClient().protocols("TLSv1.3", "TLSv1.2");
+    if (config.caCert() != null) {
+      b.trustManager(config.caCert().toFile());
+    }
+    return b.build();
+  }
+
+  public TunnelAgent start() {
+    log.info("tunnel-agent for node {}: {}", config.nodeName(), policy.describe());
+    connections.forEach(ServerConnection::start);
+    return this;
+  }
+
+  /** The established sessions, one per connected server. */
+  public List<TunnelSession> sessions() {
+    return connections.stream().map(ServerConnection::session).filter(Objects::nonNull).toList();
+  }
+
+  public AgentConfig config() {
+    return config;
+  }
+
+  @Override
+  public void close() {
+    connections.forEach(ServerConnection::stop);
+    group.shutdownGracefully(0, 2, TimeUnit.SECONDS).syncUninterruptibly();
+    dialer.close();
+  }
+}

@@ -1,0 +1,102 @@
+package io.egresstunnel.server;
+
+import io.egresstunnel.proto.AgentHello;
+import io.egresstunnel.proto.GoAway;
+import io.egresstunnel.proto.session.TunnelSession;
+import io.egresstunnel.routing.DeclaredRouter;
+import io.egresstunnel.routing.NodeInfo;
+import java.util.Collection;
+import java.util.Deque;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ConcurrentLinkedDeque;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The agents connected to this server, by node. A node may briefly have two sessions (an agent that
+ * reconnects before its old session is noticed dead); the newest live one carries new streams.
+ * Feeds the embedded route source with what each agent declares.
+ */
+public final class AgentRegistry implements TunnelSession.Listener {
+  private static final Logger log = LoggerFactory.getLogger(AgentRegistry.class);
+
+  private final Map<String, Deque<TunnelSession>> byNode = new ConcurrentHashMap<>();
+  private final DeclaredRouter declaredRoutes;
+
+  public AgentRegistry(DeclaredRouter declaredRoutes) {
+    this.declaredRoutes = declaredRoutes;
+  }
+
+  /** The session that should carry a new stream to {@code node}, or null if none is connected. */
+  public TunnelSession session(String node) {
+    Deque<TunnelSession> sessions = byNode.get(node);
+    if (sessions == null) {
+      return null;
+    }
+    for (TunnelSession s : sessions) {
+      if (s.isEstablished() && !s.isDraining()) {
+        return s;
+      }
+    }
+    return null;
+  }
+
+  /** Every connected node's sessions, for status and tests. */
+  public Map<String, Collection<TunnelSession>> sessions() {
+    return Map.copyOf(byNode);
+  }
+
+  public int agentCount() {
+    return byNode.values().stream().mapToInt(Deque::size).sum();
+  }
+
+  @Override
+  public void onEstablished(TunnelSession session) {
+    AgentHello hello = session.agentHello();
+    byNode.computeIfAbsent(hello.nodeName(), n -> new ConcurrentLinkedDeque<>()).addFirst(session);
+    // Declared nodes stay known after their agent leaves, so that their kubelet targets fail
+    // with 503 instead of silently bypassing the tunnel.
+    declaredRoutes.upsert(
+        new NodeInfo(hello.nodeName(), hello.addresses(), hello.podCidrs(), hello.kubeletPort()));
+    log.info(
+        "agent connected: node {} from {}, addresses {}, pod CIDRs {}, kubelet port {}",
+        hello.nodeName(),
+        session.channel().remoteAddress(),
+        hello.addresses(),
+        hello.podCidrs(),
+        hello.kubeletPort());
+  }
+
+  @Override
+  public void onGoAway(TunnelSession session, GoAway goAway) {
+    log.info("agent for node {} is draining: {}", nodeOf(session), goAway.message());
+  }
+
+  @Override
+  public void onClosed(TunnelSession session) {
+    AgentHello hello = session.agentHello();
+    if (hello == null) {
+      return; // never established
+    }
+    byNode.computeIfPresent(
+        hello.nodeName(),
+        (node, sessions) -> {
+          sessions.remove(session);
+          return sessions.isEmpty() ? null : sessions;
+        });
+    log.info(
+        "agent disconnected: node {} ({})", hello.nodeName(), session.channel().remoteAddress());
+  }
+
+  /** All sessions, flattened. */
+  public List<TunnelSession> allSessions() {
+    return byNode.values().stream().flatMap(Collection::stream).toList();
+  }
+
+  private static String nodeOf(TunnelSession s) {
+    AgentHello h = s.agentHello();
+    return h == null ? "?" : h.nodeName();
+  }
+}

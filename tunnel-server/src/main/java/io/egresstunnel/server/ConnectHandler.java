@@ -1,0 +1,274 @@
+package io.egresstunnel.server;
+
+import io.egresstunnel.proto.DialStatus;
+import io.egresstunnel.proto.net.Splice;
+import io.egresstunnel.proto.net.TargetDialer;
+import io.egresstunnel.proto.session.DialFailedException;
+import io.egresstunnel.proto.session.TunnelSession;
+import io.egresstunnel.proto.session.TunnelStream;
+import io.egresstunnel.routing.Route;
+import io.netty.buffer.ByteBuf;
+import io.netty.buffer.Unpooled;
+import io.netty.channel.Channel;
+import io.netty.channel.ChannelFutureListener;
+import io.netty.channel.ChannelHandlerContext;
+import io.netty.channel.ChannelInboundHandlerAdapter;
+import io.netty.channel.ChannelPipeline;
+import io.netty.handler.codec.DecoderResult;
+import io.netty.handler.codec.http.DefaultFullHttpResponse;
+import io.netty.handler.codec.http.FullHttpResponse;
+import io.netty.handler.codec.http.HttpHeaderNames;
+import io.netty.handler.codec.http.HttpHeaderValues;
+import io.netty.handler.codec.http.HttpMethod;
+import io.netty.handler.codec.http.HttpRequest;
+import io.netty.handler.codec.http.HttpResponseStatus;
+import io.netty.handler.codec.http.HttpServerCodec;
+import io.netty.handler.codec.http.HttpVersion;
+import io.netty.handler.codec.http.TooLongHttpHeaderException;
+import io.netty.handler.codec.http.TooLongHttpLineException;
+import io.netty.util.ReferenceCountUtil;
+import io.netty.util.concurrent.Future;
+import java.nio.charset.StandardCharsets;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Serves one HTTP CONNECT, exactly as the kube-apiserver's egress selector expects. The target
+ * comes from the request line. {@code 200} is written only once the far end is connected, and
+ * nothing follows it until target bytes arrive. Every failure is one status line with a one-line
+ * plain-text reason, and the connection closes.
+ *
+ * <p>The channel runs with AUTO_READ off: this handler reads until it has one request, then reads
+ * nothing more until the relay takes over.
+ */
+final class ConnectHandler extends ChannelInboundHandlerAdapter {
+  private static final Logger log = LoggerFactory.getLogger(ConnectHandler.class);
+  private static final ByteBuf CONNECTED =
+      Unpooled.unreleasableBuffer(
+          Unpooled.copiedBuffer(
+                  "HTTP/1.1 200 Connection established\r\n\r\n", StandardCharsets.US_ASCII)
+              .asReadOnly());
+
+  private final TunnelServer server;
+  private boolean requestSeen;
+
+  ConnectHandler(TunnelServer server) {
+    this.server = server;
+  }
+
+  @Override
+  public void channelActive(ChannelHandlerContext ctx) {
+    ctx.read();
+    ctx.fireChannelActive();
+  }
+
+  @Override
+  public void channelRead(ChannelHandlerContext ctx, Object msg) {
+    try {
+      if (msg instanceof HttpRequest request && !requestSeen) {
+        requestSeen = true;
+        handle(ctx, request);
+      }
+    } finally {
+      ReferenceCountUtil.release(msg);
+    }
+  }
+
+  @Override
+  public void channelReadComplete(ChannelHandlerContext ctx) {
+    if (!requestSeen) {
+      ctx.read(); // the request line or headers are not complete yet
+    }
+  }
+
+  @Override
+  public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
+    log.debug("CONNECT from {} failed", ctx.channel().remoteAddress(), cause);
+    ctx.close();
+  }
+
+  private void handle(ChannelHandlerContext ctx, HttpRequest request) {
+    DecoderResult result = request.decoderResult();
+    if (result.isFailure()) {
+      Throwable cause = result.cause();
+      if (cause instanceof TooLongHttpHeaderException) {
+        respond(
+            ctx,
+            HttpResponseStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "request headers exceed " + server.config().limits().maxHeaderBytes() + " bytes");
+      } else if (cause instanceof TooLongHttpLineException) {
+        respond(
+            ctx,
+            HttpResponseStatus.REQUEST_URI_TOO_LONG,
+            "request line exceeds " + server.config().limits().maxRequestLine() + " bytes");
+      } else {
+        respond(ctx, HttpResponseStatus.BAD_REQUEST, "malformed request: " + cause.getMessage());
+      }
+      return;
+    }
+    if (!HttpMethod.CONNECT.equals(request.method())) {
+      FullHttpResponse response =
+          errorResponse(
+              HttpResponseStatus.METHOD_NOT_ALLOWED,
+              "method " + request.method() + " is not supported; this proxy only serves CONNECT");
+      response.headers().set(HttpHeaderNames.ALLOW, "CONNECT");
+      send(ctx, response);
+      return;
+    }
+    ConnectTarget target;
+    try {
+      target = ConnectTarget.parse(request.uri());
+    } catch (IllegalArgumentException e) {
+      respond(ctx, HttpResponseStatus.BAD_REQUEST, e.getMessage());
+      return;
+    }
+    Route route = server.router().route(target.host(), target.port());
+    if (route instanceof Route.ViaAgent via) {
+      viaAgent(ctx, target, via.node());
+    } else {
+      direct(ctx, target);
+    }
+  }
+
+  private void viaAgent(ChannelHandlerContext ctx, ConnectTarget target, String node) {
+    TunnelSession session = server.registry().session(node);
+    if (session == null) {
+      respond(
+          ctx,
+          HttpResponseStatus.SERVICE_UNAVAILABLE,
+          "no agent connected for node " + node + " (target " + target + ")");
+      return;
+    }
+    long dialMillis = server.config().limits().dialTimeout().toMillis();
+    Future<TunnelStream> opened =
+        session.openStream(
+            target.host(), target.port(), (int) dialMillis, dialMillis + 2_000, ctx.channel());
+    opened.addListener(
+        f ->
+            onClientLoop(
+                ctx,
+                () -> {
+                  if (f.isSuccess()) {
+                    startTunnel(ctx, (TunnelStream) f.getNow(), node);
+                  } else {
+                    dialFailed(ctx, target, f.cause());
+                  }
+                }));
+  }
+
+  private void startTunnel(ChannelHandlerContext ctx, TunnelStream stream, String node) {
+    Channel client = ctx.channel();
+    if (!client.isActive()) {
+      stream.cancel("the client went away before the dial completed");
+      return;
+    }
+    log.debug("CONNECT {} via node {} as stream {}", stream.target(), node, stream.id());
+    ChannelPipeline p = ctx.pipeline();
+    p.addLast("stream-relay", stream.newRelayHandler());
+    switchToRaw(p);
+    client.writeAndFlush(CONNECTED.duplicate());
+    stream.startRelay();
+  }
+
+  private void direct(ChannelHandlerContext ctx, ConnectTarget target) {
+    int timeout = (int) server.config().limits().dialTimeout().toMillis();
+    server
+        .dialer()
+        .connect(ctx.channel().eventLoop(), target.host(), target.port(), timeout)
+        .addListener(
+            f ->
+                onClientLoop(
+                    ctx,
+                    () -> {
+                      if (!f.isSuccess()) {
+                        dialFailed(ctx, target, f.cause());
+                        return;
+                      }
+                      Channel targetChannel = (Channel) f.getNow();
+                      Channel client = ctx.channel();
+                      if (!client.isActive()) {
+                        targetChannel.close();
+                        return;
+                      }
+                      log.debug("CONNECT {} direct", target);
+                      ChannelPipeline p = ctx.pipeline();
+                      p.remove(this);
+                      Splice.start(client, targetChannel);
+                      p.remove(HttpServerCodec.class);
+                      client.writeAndFlush(CONNECTED.duplicate());
+                    }));
+  }
+
+  /**
+   * Leaves HTTP behind: this handler goes first, then the codec, so that bytes the client sent
+   * after its request (and the codec buffered) reach the relay that was added last.
+   */
+  private void switchToRaw(ChannelPipeline p) {
+    p.remove(this);
+    p.remove(HttpServerCodec.class);
+  }
+
+  private void dialFailed(ChannelHandlerContext ctx, ConnectTarget target, Throwable cause) {
+    if (cause instanceof DialFailedException dfe) {
+      respond(ctx, statusFor(dfe), dfe.getMessage());
+    } else {
+      DialStatus status = TargetDialer.classify(cause);
+      respond(
+          ctx,
+          status == DialStatus.TIMEOUT
+              ? HttpResponseStatus.GATEWAY_TIMEOUT
+              : HttpResponseStatus.BAD_GATEWAY,
+          TargetDialer.describe(cause, target.toString()));
+    }
+  }
+
+  /** The status the client gets for a failed stream (docs/protocol.md, "Dial statuses"). */
+  static HttpResponseStatus statusFor(DialFailedException e) {
+    if (e.sessionLost()) {
+      return HttpResponseStatus.SERVICE_UNAVAILABLE;
+    }
+    return switch (e.status()) {
+      case FORBIDDEN -> HttpResponseStatus.FORBIDDEN;
+      case TIMEOUT -> HttpResponseStatus.GATEWAY_TIMEOUT;
+      case TOO_MANY_STREAMS, DRAINING -> HttpResponseStatus.SERVICE_UNAVAILABLE;
+      default -> HttpResponseStatus.BAD_GATEWAY;
+    };
+  }
+
+  private static void respond(ChannelHandlerContext ctx, HttpResponseStatus status, String reason) {
+    send(ctx, errorResponse(status, reason));
+  }
+
+  private static FullHttpResponse errorResponse(HttpResponseStatus status, String reason) {
+    String line = reason.replace('\r', ' ').replace('\n', ' ') + "\n";
+    FullHttpResponse response =
+        new DefaultFullHttpResponse(
+            HttpVersion.HTTP_1_1, status, Unpooled.copiedBuffer(line, StandardCharsets.UTF_8));
+    response
+        .headers()
+        .set(HttpHeaderNames.CONTENT_TYPE, "text/plain; charset=utf-8")
+        .setInt(HttpHeaderNames.CONTENT_LENGTH, response.content().readableBytes())
+        .set(HttpHeaderNames.CONNECTION, HttpHeaderValues.CLOSE);
+    return response;
+  }
+
+  private static void send(ChannelHandlerContext ctx, FullHttpResponse response) {
+    if (log.isDebugEnabled()) {
+      log.debug(
+          "CONNECT from {} answered {}: {}",
+          ctx.channel().remoteAddress(),
+          response.status(),
+          response.content().toString(StandardCharsets.UTF_8).trim());
+    }
+    ctx.writeAndFlush(response).addListener(ChannelFutureListener.CLOSE);
+  }
+
+  /** Runs on the client channel's event loop: at once if already there, so order is kept. */
+  private static void onClientLoop(ChannelHandlerContext ctx, Runnable task) {
+    if (ctx.executor().inEventLoop()) {
+      task.run();
+    } else {
+      ctx.executor().execute(task);
+    }
+  }
+}

@@ -1,0 +1,106 @@
+package io.egresstunnel.server;
+
+import io.egresstunnel.routing.EgressMode;
+import java.net.InetSocketAddress;
+import java.nio.file.Path;
+import java.time.Duration;
+
+/**
+ * Everything tunnel-server is configured with. Built by {@link TunnelServerMain} from flags, or
+ * directly by tests.
+ *
+ * @param mode what goes through agents
+ * @param connectListen TCP address of the CONNECT listener, or null for none
+ * @param udsPath Unix socket path of the CONNECT listener, or null for none
+ * @param agentListen address agents connect to
+ * @param adminListen address of the health endpoints, or null for none
+ * @param tls TLS for the CONNECT listener (client certificates required), or null for plain TCP
+ * @param agentTls TLS for the agent listener (wss), or null for plain ws
+ * @param serverId this server's id among the cluster's servers
+ * @param serverCount how many servers serve the cluster
+ * @param limits every limit the server enforces
+ */
+public record ServerConfig(
+    EgressMode mode,
+    InetSocketAddress connectListen,
+    Path udsPath,
+    InetSocketAddress agentListen,
+    InetSocketAddress adminListen,
+    TlsFiles tls,
+    TlsFiles agentTls,
+    String serverId,
+    int serverCount,
+    Limits limits) {
+
+  /** PEM files for a TLS listener; {@code clientCa} non-null requires client certificates. */
+  public record TlsFiles(Path cert, Path key, Path clientCa) {}
+
+  /**
+   * The server's limits.
+   *
+   * @param initialWindow per-stream credit granted to agents
+   * @param maxFramePayload largest frame body accepted from agents
+   * @param maxStreamsPerAgent most concurrent streams on one agent
+   * @param maxPendingDialsPerAgent most dials waiting for one agent
+   * @param dialTimeout how long an agent may take to connect a target
+   * @param maxHeaderBytes largest CONNECT request header block
+   * @param maxRequestLine longest CONNECT request line
+   * @param handshakeTimeout how long an agent may take for the websocket upgrade and hello
+   * @param pingInterval how often a quiet session is pinged
+   * @param pingTimeout how long a session may stay silent before it is closed
+   * @param listenBacklog the accept backlog of every listener
+   * @param threads event loop threads (0: one per core)
+   */
+  public record Limits(
+      int initialWindow,
+      int maxFramePayload,
+      int maxStreamsPerAgent,
+      int maxPendingDialsPerAgent,
+      Duration dialTimeout,
+      int maxHeaderBytes,
+      int maxRequestLine,
+      Duration handshakeTimeout,
+      Duration pingInterval,
+      Duration pingTimeout,
+      int listenBacklog,
+      int threads) {
+
+    /** The defaults behind the flags. */
+    public static Limits defaults() {
+      return new Limits(
+          io.egresstunnel.proto.Limits.DEFAULT_INITIAL_WINDOW,
+          io.egresstunnel.proto.Limits.DEFAULT_MAX_FRAME_PAYLOAD,
+          10_000,
+          1_000,
+          Duration.ofSeconds(10),
+          8 * 1024,
+          4 * 1024,
+          Duration.ofSeconds(10),
+          Duration.ofSeconds(15),
+          Duration.ofSeconds(45),
+          4096,
+          0);
+    }
+  }
+
+  /** A plain-TCP config on the given addresses with default limits (tests, local use). */
+  public static ServerConfig plain(
+      EgressMode mode, InetSocketAddress connectListen, InetSocketAddress agentListen) {
+    return new ServerConfig(
+        mode, connectListen, null, agentListen, null, null, null, "server-1", 1, Limits.defaults());
+  }
+
+  public ServerConfig withLimits(Limits newLimits) {
+    return new ServerConfig(
+        mode,
+        connectListen,
+        udsPath,
+        agentListen,
+        adminListen,
+        tls,
+        agentTls,
+        serverId,
+        serverCount,
+        newLimits);
+  }
+}

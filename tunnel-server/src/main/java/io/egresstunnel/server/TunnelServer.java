@@ -1,0 +1,285 @@
+package io.egresstunnel.server;
+
+import io.egresstunnel.proto.FrameDecoder;
+import io.egresstunnel.proto.FrameEncoder;
+import io.egresstunnel.proto.Limits;
+import io.egresstunnel.proto.net.TargetDialer;
+import io.egresstunnel.proto.net.Transport;
+import io.egresstunnel.proto.session.TunnelSession;
+import io.egresstunnel.routing.DeclaredRouter;
+import io.egresstunnel.routing.Router;
+import io.netty.bootstrap.ServerBootstrap;
+import io.netty.channel.Channel;
+import io.netty.channel.ChannelInitializer;
+import io.netty.channel.ChannelOption;
+import io.netty.channel.ChannelPipeline;
+import io.netty.channel.EventLoopGroup;
+import io.netty.channel.WriteBufferWaterMark;
+import io.netty.channel.unix.DomainSocketAddress;
+import io.netty.handler.codec.http.HttpDecoderConfig;
+import io.netty.handler.codec.http.HttpObjectAggregator;
+import io.netty.handler.codec.http.HttpServerCodec;
+import io.netty.handler.codec.http.websocketx.WebSocketDecoderConfig;
+import io.netty.handler.codec.http.websocketx.WebSocketServerProtocolConfig;
+import io.netty.handler.codec.http.websocketx.WebSocketServerProtocolHandler;
+import io.netty.handler.ssl.ClientAuth;
+import io.netty.handler.ssl.SslContext;
+import io.netty.handler.ssl.SslContextBuilder;
+import io.netty.handler.timeout.IdleStateHandler;
+import io.netty.util.concurrent.DefaultThreadFactory;
+import java.io.IOException;
+import java.net.InetSocketAddress;
+import java.net.SocketAddress;
+import java.nio.file.Files;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import javax.net.ssl.SSLException;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * tunnel-server: the CONNECT listeners (TCP, optionally TLS with client certificates, and a Unix
+ * socket), the agent listener (ws or wss), and the admin listener. One event-loop group serves them
+ * all; every limit comes from {@link ServerConfig.Limits}.
+ */
+public final class TunnelServer implements AutoCloseable {
+  private static final Logger log = LoggerFactory.getLogger(TunnelServer.class);
+
+  /** The path agents open their websocket on. */
+  public static final String TUNNEL_PATH = "/v1/tunnel";
+
+  private final ServerConfig config;
+  private final DeclaredRouter declaredRouter;
+  private final AgentRegistry registry;
+  private final TargetDialer dialer = new TargetDialer(2);
+  private final EventLoopGroup bossGroup;
+  private final EventLoopGroup workerGroup;
+  private final List<Channel> listeners = new ArrayList<>();
+  private volatile boolean started;
+  private Channel connectChannel;
+  private Channel agentChannel;
+  private Channel adminChannel;
+
+  public TunnelServer(ServerConfig config) {
+    this.config = config;
+    this.declaredRouter = new DeclaredRouter(config.mode());
+    this.registry = new AgentRegistry(declaredRouter);
+    this.bossGroup = Transport.newGroup(1, new DefaultThreadFactory("tunnel-accept", true));
+    this.workerGroup =
+        Transport.newGroup(config.limits().threads(), new DefaultThreadFactory("tunnel-io", true));
+  }
+
+  /** Binds every configured listener; throws if one cannot be bound. */
+  public TunnelServer start() throws IOException, InterruptedException {
+    try {
+      SslContext connectTls = serverTls(config.tls());
+      SslContext agentTls = serverTls(config.agentTls());
+      if (config.connectListen() != null) {
+        connectChannel = bind(connectBootstrap(connectTls), config.connectListen(), "CONNECT");
+      }
+      if (config.udsPath() != null) {
+        Files.deleteIfExists(config.udsPath());
+        ServerBootstrap uds = connectBootstrap(null).channel(Transport.domainServerChannel());
+        bind(uds, new DomainSocketAddress(config.udsPath().toFile()), "CONNECT (Unix socket)");
+        Files.setPosixFilePermissions(
+            config.udsPath(), PosixFilePermissions.fromString("rw-------"));
+      }
+      agentChannel = bind(agentBootstrap(agentTls), config.agentListen(), "agent");
+      if (config.adminListen() != null) {
+        adminChannel = bind(adminBootstrap(), config.adminListen(), "admin");
+      }
+      started = true;
+      log.info(
+          "tunnel-server {} up: mode {}, {} transport, limits {}",
+          config.serverId(),
+          config.mode().flagValue(),
+          Transport.isNative() ? "epoll" : "nio",
+          config.limits());
+      return this;
+    } catch (IOException | InterruptedException | RuntimeException e) {
+      close();
+      throw e;
+    }
+  }
+
+  private Channel bind(ServerBootstrap b, SocketAddress address, String what)
+      throws InterruptedException, IOException {
+    var f = b.bind(address).await();
+    if (!f.isSuccess()) {
+      throw new IOException(
+          "cannot listen for " + what + " on " + address + ": " + f.cause().getMessage(),
+          f.cause());
+    }
+    listeners.add(f.channel());
+    log.info("listening for {} on {}", what, f.channel().localAddress());
+    return f.channel();
+  }
+
+  private ServerBootstrap connectBootstrap(SslContext tls) {
+    ServerConfig.Limits limits = config.limits();
+    HttpDecoderConfig httpConfig =
+        new HttpDecoderConfig()
+            .setMaxInitialLineLength(limits.maxRequestLine())
+            .setMaxHeaderSize(limits.maxHeaderBytes())
+            .setMaxChunkSize(8192);
+    return new ServerBootstrap()
+        .group(bossGroup, workerGroup)
+        .channel(Transport.serverChannel())
+        .option(ChannelOption.SO_BACKLOG, limits.listenBacklog())
+        .childOption(ChannelOption.AUTO_READ, false)
+        .childOption(ChannelOption.ALLOW_HALF_CLOSURE, true)
+        .childOption(ChannelOption.TCP_NODELAY, true)
+        .childOption(ChannelOption.RCVBUF_ALLOCATOR, Transport.dataReadAllocator())
+        .childHandler(
+            new ChannelInitializer<Channel>() {
+              @Override
+              protected void initChannel(Channel ch) {
+                ChannelPipeline p = ch.pipeline();
+                if (tls != null) {
+                  p.addLast("tls", tls.newHandler(ch.alloc()));
+                }
+                p.addLast("http", new HttpServerCodec(httpConfig));
+                p.addLast("connect", new ConnectHandler(TunnelServer.this));
+              }
+            });
+  }
+
+  private ServerBootstrap agentBootstrap(SslContext tls) {
+    ServerConfig.Limits limits = config.limits();
+    TunnelSession.Config sessionConfig =
+        new TunnelSession.Config(
+            limits.initialWindow(),
+            limits.maxFramePayload(),
+            limits.maxStreamsPerAgent(),
+            limits.maxPendingDialsPerAgent(),
+            limits.handshakeTimeout().toMillis());
+    WebSocketServerProtocolConfig wsConfig =
+        WebSocketServerProtocolConfig.newBuilder()
+            .websocketPath(TUNNEL_PATH)
+            .checkStartsWith(false)
+            .handshakeTimeoutMillis(limits.handshakeTimeout().toMillis())
+            .decoderConfig(
+                WebSocketDecoderConfig.newBuilder()
+                    .maxFramePayloadLength(Limits.HEADER_SIZE + limits.maxFramePayload())
+                    .allowMaskMismatch(true)
+                    .build())
+            .build();
+    return new ServerBootstrap()
+        .group(bossGroup, workerGroup)
+        .channel(Transport.serverChannel())
+        .option(ChannelOption.SO_BACKLOG, limits.listenBacklog())
+        .childOption(ChannelOption.TCP_NODELAY, true)
+        .childOption(ChannelOption.RCVBUF_ALLOCATOR, Transport.dataReadAllocator())
+        .childOption(
+            ChannelOption.WRITE_BUFFER_WATER_MARK,
+            new WriteBufferWaterMark(512 * 1024, 2 * 1024 * 1024))
+        .childHandler(
+            new ChannelInitializer<Channel>() {
+              @Override
+              protected void initChannel(Channel ch) {
+                ChannelPipeline p = ch.pipeline();
+                if (tls != null) {
+                  p.addLast("tls", tls.newHandler(ch.alloc()));
+                }
+                p.addLast("http", new HttpServerCodec());
+                p.addLast("http-aggregator", new HttpObjectAggregator(8192));
+                p.addLast("websocket", new WebSocketServerProtocolHandler(wsConfig));
+                p.addLast(
+                    "keepalive",
+                    new IdleStateHandler(
+                        limits.pingTimeout().toMillis(),
+                        limits.pingInterval().toMillis(),
+                        0,
+                        TimeUnit.MILLISECONDS));
+                p.addLast("frame-decoder", new FrameDecoder(limits.maxFramePayload()));
+                p.addLast("frame-encoder", new FrameEncoder());
+                p.addLast(
+                    "session",
+                    TunnelSession.server(
+                        sessionConfig, config.serverId(), config.serverCount(), registry));
+              }
+            });
+  }
+
+  private ServerBootstrap adminBootstrap() {
+    return new ServerBootstrap()
+        .group(bossGroup, workerGroup)
+        .channel(Transport.serverChannel())
+        .childHandler(
+            new ChannelInitializer<Channel>() {
+              @Override
+              protected void initChannel(Channel ch) {
+                ch.pipeline()
+                    .addLast(new HttpServerCodec())
+                    .addLast(new HttpObjectAggregator(4096))
+                    .addLast(new AdminHandler(TunnelServer.this));
+              }
+            });
+  }
+
+  private static SslContext serverTls(ServerConfig.TlsFiles files) throws SSLException {
+    if (files == null) {
+      return null;
+    }
+    SslContextBuilder b =
+        SslContextBuilder.forServer(files.cert().toFile(), files.key().toFile())
+            .protocols("TLSv1.3", "TLSv1.2");
+    if (files.clientCa() != null) {
+      b.trustManager(files.clientCa().toFile()).clientAuth(ClientAuth.REQUIRE);
+    }
+    return b.build();
+  }
+
+  public ServerConfig config() {
+    return config;
+  }
+
+  public Router router() {
+    return declaredRouter;
+  }
+
+  public DeclaredRouter declaredRouter() {
+    return declaredRouter;
+  }
+
+  public AgentRegistry registry() {
+    return registry;
+  }
+
+  TargetDialer dialer() {
+    return dialer;
+  }
+
+  public boolean isReady() {
+    return started && listeners.stream().allMatch(Channel::isActive);
+  }
+
+  /** The bound CONNECT address (useful with port 0). */
+  public InetSocketAddress connectAddress() {
+    return (InetSocketAddress) connectChannel.localAddress();
+  }
+
+  public InetSocketAddress agentAddress() {
+    return (InetSocketAddress) agentChannel.localAddress();
+  }
+
+  public InetSocketAddress adminAddress() {
+    return (InetSocketAddress) adminChannel.localAddress();
+  }
+
+  @Override
+  public void close() {
+    started = false;
+    for (Channel c : listeners) {
+      c.close().syncUninterruptibly();
+    }
+    for (TunnelSession s : registry.allSessions()) {
+      s.channel().close();
+    }
+    bossGroup.shutdownGracefully(0, 2, TimeUnit.SECONDS).syncUninterruptibly();
+    workerGroup.shutdownGracefully(0, 2, TimeUnit.SECONDS).syncUninterruptibly();
+    dialer.close();
+  }
+}

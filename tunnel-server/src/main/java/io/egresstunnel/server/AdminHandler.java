@@ -14,7 +14,11 @@ import io.netty.handler.codec.http.HttpVersion;
 import io.netty.handler.codec.http.QueryStringDecoder;
 import java.nio.charset.StandardCharsets;
 
-/** The admin listener: {@code /healthz} (alive) and {@code /readyz} (listeners up). */
+/**
+ * The admin listener: {@code /healthz} (alive), {@code /readyz} (listeners up), and {@code
+ * /routez?target=HOST:PORT} (where a CONNECT to that target would go: {@code via NODE}, {@code
+ * direct}, or {@code no-agent NODE}).
+ */
 final class AdminHandler extends SimpleChannelInboundHandler<FullHttpRequest> {
   private final TunnelServer server;
 
@@ -24,7 +28,8 @@ final class AdminHandler extends SimpleChannelInboundHandler<FullHttpRequest> {
 
   @Override
   protected void channelRead0(ChannelHandlerContext ctx, FullHttpRequest request) {
-    String path = new QueryStringDecoder(request.uri()).path();
+    QueryStringDecoder query = new QueryStringDecoder(request.uri());
+    String path = query.path();
     HttpResponseStatus status;
     String body;
     switch (path) {
@@ -37,9 +42,20 @@ final class AdminHandler extends SimpleChannelInboundHandler<FullHttpRequest> {
         status = ready ? HttpResponseStatus.OK : HttpResponseStatus.SERVICE_UNAVAILABLE;
         body = (ready ? "ok" : "not ready") + ": " + server.registry().agentCount() + " agent(s)";
       }
+      case "/routez" -> {
+        String target = query.parameters().getOrDefault("target", java.util.List.of("")).get(0);
+        try {
+          ConnectTarget t = ConnectTarget.parse(target);
+          status = HttpResponseStatus.OK;
+          body = describe(server.router().route(t.host(), t.port()));
+        } catch (IllegalArgumentException e) {
+          status = HttpResponseStatus.BAD_REQUEST;
+          body = "usage: /routez?target=HOST:PORT (" + e.getMessage() + ")";
+        }
+      }
       default -> {
         status = HttpResponseStatus.NOT_FOUND;
-        body = "not found; try /healthz or /readyz";
+        body = "not found; try /healthz, /readyz or /routez?target=HOST:PORT";
       }
     }
     FullHttpResponse response =
@@ -55,5 +71,12 @@ final class AdminHandler extends SimpleChannelInboundHandler<FullHttpRequest> {
     if (!keepAlive) {
       f.addListener(ChannelFutureListener.CLOSE);
     }
+  }
+
+  private String describe(io.egresstunnel.routing.Route route) {
+    if (route instanceof io.egresstunnel.routing.Route.ViaAgent via) {
+      return (server.registry().session(via.node()) != null ? "via " : "no-agent ") + via.node();
+    }
+    return "direct";
   }
 }

@@ -278,6 +278,25 @@ class TunnelEndToEndTest {
   }
 
   @Test
+  void everyByteATargetSendsBeforeClosingArrives() throws Exception {
+    long size = 300L << 20;
+    try (TestTarget source =
+        new TestTarget(
+            "127.1.1.40",
+            0,
+            s -> Transfers.writeRandom(s.getOutputStream(), size, 77))) { // then closes fully
+      for (int i = 0; i < 3; i++) {
+        ConnectClient.Answer a = ConnectClient.connect(fx.proxy(), target(source));
+        assertThat(a.status()).isEqualTo(200);
+        try (Socket s = a.socket()) {
+          MessageDigest md = Transfers.sha256();
+          assertThat(Transfers.readAll(s.getInputStream(), md)).isEqualTo(size);
+        }
+      }
+    }
+  }
+
+  @Test
   void notConnectGets405() throws Exception {
     ConnectClient.Answer a =
         ConnectClient.send(

@@ -274,6 +274,7 @@ public final class TunnelStream {
   }
 
   void onFin() {
+    log.debug("stream {} to {}: FIN received after {} bytes", id, target, bytesFromPeer);
     switch (state) {
       case OPEN -> {
         state = State.HALF_CLOSED_REMOTE;
@@ -403,6 +404,7 @@ public final class TunnelStream {
     if (!canSend()) {
       return;
     }
+    log.debug("stream {} to {}: FIN sent after {} bytes", id, target, bytesToPeer);
     session.writeAndFlush(new Fin(id));
     if (state == State.OPEN) {
       state = State.HALF_CLOSED_LOCAL;
@@ -481,6 +483,17 @@ public final class TunnelStream {
     }
     boolean graceful = state == State.HALF_CLOSED_LOCAL || state == State.HALF_CLOSED_REMOTE;
     boolean wasDialling = state == State.DIALLING;
+    if (log.isDebugEnabled()) {
+      log.debug(
+          "stream {} to {} closed from {}: {} bytes sent, {} received, {} ms{}",
+          id,
+          target,
+          state,
+          bytesToPeer,
+          bytesFromPeer,
+          ageNanos() / 1_000_000,
+          dialFailure == null ? "" : " (" + dialFailure.getMessage() + ")");
+    }
     state = State.CLOSED;
     cancelDialTimer();
     if (wasDialling) {

@@ -20,7 +20,7 @@ public final class Limits {
   public static final int MIN_FRAME_PAYLOAD_FLOOR = 16 * 1024;
 
   /** Default max-frame-payload each side declares (reads are forwarded in chunks up to this). */
-  public static final int DEFAULT_MAX_FRAME_PAYLOAD = 64 * 1024;
+  public static final int DEFAULT_MAX_FRAME_PAYLOAD = 256 * 1024;
 
   /** Default per-stream credit window each side grants. */
   public static final int DEFAULT_INITIAL_WINDOW = 256 * 1024;

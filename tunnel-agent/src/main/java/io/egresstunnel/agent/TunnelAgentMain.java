@@ -102,7 +102,7 @@ public final class TunnelAgentMain implements Callable<Integer> {
   @Option(
       names = "--max-frame-payload",
       paramLabel = "SIZE",
-      defaultValue = "64Ki",
+      defaultValue = "256Ki",
       description = "Largest frame body accepted from servers. Default: ${DEFAULT-VALUE}.")
   String maxFramePayload;
 
@@ -164,7 +164,12 @@ public final class TunnelAgentMain implements Callable<Integer> {
   }
 
   static CommandLine commandLine() {
-    CommandLine cl = new CommandLine(new TunnelAgentMain());
+    return commandLine(new TunnelAgentMain());
+  }
+
+  /** The command line over {@code main}, set up exactly as the real entry point uses it. */
+  static CommandLine commandLine(TunnelAgentMain main) {
+    CommandLine cl = new CommandLine(main);
     cl.setCaseInsensitiveEnumValuesAllowed(true);
     return cl;
   }

@@ -77,11 +77,15 @@ public final class TunnelServer implements AutoCloseable {
       SslContext connectTls = serverTls(config.tls());
       SslContext agentTls = serverTls(config.agentTls());
       if (config.connectListen() != null) {
-        connectChannel = bind(connectBootstrap(connectTls), config.connectListen(), "CONNECT");
+        connectChannel =
+            bind(
+                connectBootstrap(Transport.serverChannel(), connectTls),
+                config.connectListen(),
+                "CONNECT");
       }
       if (config.udsPath() != null) {
         Files.deleteIfExists(config.udsPath());
-        ServerBootstrap uds = connectBootstrap(null).channel(Transport.domainServerChannel());
+        ServerBootstrap uds = connectBootstrap(Transport.domainServerChannel(), null);
         bind(uds, new DomainSocketAddress(config.udsPath().toFile()), "CONNECT (Unix socket)");
         Files.setPosixFilePermissions(
             config.udsPath(), PosixFilePermissions.fromString("rw-------"));
@@ -117,33 +121,37 @@ public final class TunnelServer implements AutoCloseable {
     return f.channel();
   }
 
-  private ServerBootstrap connectBootstrap(SslContext tls) {
+  private ServerBootstrap connectBootstrap(
+      Class<? extends io.netty.channel.ServerChannel> channelClass, SslContext tls) {
     ServerConfig.Limits limits = config.limits();
     HttpDecoderConfig httpConfig =
         new HttpDecoderConfig()
             .setMaxInitialLineLength(limits.maxRequestLine())
             .setMaxHeaderSize(limits.maxHeaderBytes())
             .setMaxChunkSize(8192);
-    return new ServerBootstrap()
-        .group(bossGroup, workerGroup)
-        .channel(Transport.serverChannel())
-        .option(ChannelOption.SO_BACKLOG, limits.listenBacklog())
-        .childOption(ChannelOption.AUTO_READ, false)
-        .childOption(ChannelOption.ALLOW_HALF_CLOSURE, true)
-        .childOption(ChannelOption.TCP_NODELAY, true)
-        .childOption(ChannelOption.RCVBUF_ALLOCATOR, Transport.dataReadAllocator())
-        .childHandler(
-            new ChannelInitializer<Channel>() {
-              @Override
-              protected void initChannel(Channel ch) {
-                ChannelPipeline p = ch.pipeline();
-                if (tls != null) {
-                  p.addLast("tls", tls.newHandler(ch.alloc()));
-                }
-                p.addLast("http", new HttpServerCodec(httpConfig));
-                p.addLast("connect", new ConnectHandler(TunnelServer.this));
-              }
-            });
+    ServerBootstrap b =
+        new ServerBootstrap()
+            .group(bossGroup, workerGroup)
+            .channel(channelClass)
+            .option(ChannelOption.SO_BACKLOG, limits.listenBacklog())
+            .childOption(ChannelOption.AUTO_READ, false)
+            .childOption(ChannelOption.ALLOW_HALF_CLOSURE, true)
+            .childOption(ChannelOption.RCVBUF_ALLOCATOR, Transport.dataReadAllocator());
+    if (channelClass == Transport.serverChannel()) {
+      b.childOption(ChannelOption.TCP_NODELAY, true); // TCP only; a Unix socket has no Nagle
+    }
+    return b.childHandler(
+        new ChannelInitializer<Channel>() {
+          @Override
+          protected void initChannel(Channel ch) {
+            ChannelPipeline p = ch.pipeline();
+            if (tls != null) {
+              p.addLast("tls", tls.newHandler(ch.alloc()));
+            }
+            p.addLast("http", new HttpServerCodec(httpConfig));
+            p.addLast("connect", new ConnectHandler(TunnelServer.this));
+          }
+        });
   }
 
   private ServerBootstrap agentBootstrap(SslContext tls) {

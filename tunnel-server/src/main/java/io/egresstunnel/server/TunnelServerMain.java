@@ -123,7 +123,7 @@ public final class TunnelServerMain implements Callable<Integer> {
   @Option(
       names = "--max-frame-payload",
       paramLabel = "SIZE",
-      defaultValue = "64Ki",
+      defaultValue = "256Ki",
       description =
           "Largest frame body accepted from agents (16Ki..16Mi-1). Default: ${DEFAULT-VALUE}.")
   String maxFramePayload;
@@ -194,7 +194,12 @@ public final class TunnelServerMain implements Callable<Integer> {
   }
 
   static CommandLine commandLine() {
-    CommandLine cl = new CommandLine(new TunnelServerMain());
+    return commandLine(new TunnelServerMain());
+  }
+
+  /** The command line over {@code main}, set up exactly as the real entry point uses it. */
+  static CommandLine commandLine(TunnelServerMain main) {
+    CommandLine cl = new CommandLine(main);
     cl.setCaseInsensitiveEnumValuesAllowed(true);
     return cl;
   }

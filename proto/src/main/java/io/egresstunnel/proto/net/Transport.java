@@ -21,10 +21,13 @@ import java.util.concurrent.ThreadFactory;
 public final class Transport {
   private static final boolean EPOLL = Epoll.isAvailable();
 
-  /** Socket reads start at 64 KiB and may grow to 256 KiB: big chunks halve CPU per GB. */
+  /**
+   * Socket reads start at 128 KiB and may grow to 256 KiB: big chunks halve CPU per GB, and a
+   * stalled stream holds at most one read.
+   */
   public static final int MIN_READ = 4 * 1024;
 
-  public static final int INITIAL_READ = 64 * 1024;
+  public static final int INITIAL_READ = 128 * 1024;
   public static final int MAX_READ = 256 * 1024;
 
   private Transport() {}

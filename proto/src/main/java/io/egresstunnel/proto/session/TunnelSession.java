@@ -112,6 +112,7 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
   private final String serverId;
   private final int serverCount;
   private final IntObjectMap<TunnelStream> streams = new IntObjectHashMap<>();
+  private final List<TunnelStream> toDeliver = new ArrayList<>();
 
   private ChannelHandlerContext ctx;
   private ScheduledFuture<?> handshakeTimer;
@@ -513,6 +514,15 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
   }
 
   @Override
+  public void channelReadComplete(ChannelHandlerContext ctx) {
+    for (int i = 0; i < toDeliver.size(); i++) {
+      toDeliver.get(i).deliverToLocal();
+    }
+    toDeliver.clear();
+    ctx.fireChannelReadComplete();
+  }
+
+  @Override
   public void userEventTriggered(ChannelHandlerContext ctx, Object evt) {
     if (evt instanceof IdleStateEvent idle) {
       switch (idle.state()) {
@@ -598,6 +608,11 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
       listener.onStreamClosed(stream);
     }
     closeIfDrained();
+  }
+
+  /** The stream got DATA in this read batch; it is written out when the batch ends. */
+  void deliverAtReadComplete(TunnelStream stream) {
+    toDeliver.add(stream);
   }
 
   void dialSettled() {

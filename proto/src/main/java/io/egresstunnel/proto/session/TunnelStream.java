@@ -20,6 +20,7 @@ import io.netty.channel.socket.DuplexChannel;
 import io.netty.util.ReferenceCountUtil;
 import io.netty.util.concurrent.Promise;
 import io.netty.util.concurrent.ScheduledFuture;
+import java.util.ArrayDeque;
 import java.util.concurrent.TimeUnit;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -62,6 +63,8 @@ public final class TunnelStream {
   private int consumedNotGranted;
   private int bufferedToLocal;
   private ByteBuf pendingOut;
+  private final ArrayDeque<ByteBuf> toLocal = new ArrayDeque<>(4);
+  private int toLocalBytes;
   private boolean localReadPending;
   private boolean localEof;
 
@@ -234,9 +237,40 @@ public final class TunnelStream {
     receiveWindow -= n;
     bufferedToLocal += n;
     bytesFromPeer += n;
-    local
-        .writeAndFlush(payload)
-        .addListener(f -> session.execute(() -> onLocalWriteDone(n, f.isSuccess())));
+    if (toLocal.isEmpty()) {
+      session.deliverAtReadComplete(this);
+    }
+    toLocal.add(payload);
+    toLocalBytes += n;
+  }
+
+  /**
+   * Writes what this read batch brought for the stream to its socket: one task, one flush and one
+   * completion listener per batch. Writes complete in order, so the last one's completion means the
+   * whole batch left the process, and its credit is returned then.
+   */
+  void deliverToLocal() {
+    if (toLocal.isEmpty()) {
+      return;
+    }
+    ByteBuf[] batch = toLocal.toArray(new ByteBuf[0]);
+    toLocal.clear();
+    int n = toLocalBytes;
+    toLocalBytes = 0;
+    Channel ch = local;
+    Runnable write =
+        () -> {
+          for (int i = 0; i < batch.length - 1; i++) {
+            ch.write(batch[i], ch.voidPromise());
+          }
+          ch.writeAndFlush(batch[batch.length - 1])
+              .addListener(f -> session.execute(() -> onLocalWriteDone(n, f.isSuccess())));
+        };
+    if (ch.eventLoop().inEventLoop()) {
+      write.run();
+    } else {
+      ch.eventLoop().execute(write);
+    }
   }
 
   private void onLocalWriteDone(int n, boolean success) {
@@ -444,6 +478,7 @@ public final class TunnelStream {
   }
 
   private void shutdownLocalOutput() {
+    deliverToLocal(); // the batch so far goes out before the shutdown
     if (local instanceof DuplexChannel duplex) {
       // An empty write completes after every earlier write: shut down only after the data.
       local.writeAndFlush(Unpooled.EMPTY_BUFFER).addListener(f -> duplex.shutdownOutput());
@@ -503,6 +538,14 @@ public final class TunnelStream {
     if (pendingOut != null) {
       pendingOut.release();
       pendingOut = null;
+    }
+    if (graceful && dialFailure == null && local != null) {
+      deliverToLocal();
+    } else {
+      for (ByteBuf b; (b = toLocal.poll()) != null; ) {
+        b.release();
+      }
+      toLocalBytes = 0;
     }
     if (openPromise != null && wasDialling) {
       openPromise.tryFailure(

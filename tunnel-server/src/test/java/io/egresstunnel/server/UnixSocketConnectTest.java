@@ -1,0 +1,50 @@
+package io.egresstunnel.server;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import io.egresstunnel.routing.EgressMode;
+import java.net.InetSocketAddress;
+import java.net.StandardProtocolFamily;
+import java.net.UnixDomainSocketAddress;
+import java.nio.ByteBuffer;
+import java.nio.channels.SocketChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermissions;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** The apiserver's other transport: CONNECT over a Unix socket, created with mode 0600. */
+class UnixSocketConnectTest {
+
+  @Test
+  void connectOverTheUnixSocketReachesTheTarget(@TempDir Path dir) throws Exception {
+    Path sock = dir.resolve("connect.sock");
+    ServerConfig base =
+        ServerConfig.plain(EgressMode.DISABLED, null, new InetSocketAddress("127.0.0.1", 0));
+    ServerConfig config =
+        new ServerConfig(
+            base.mode(), null, sock, base.agentListen(), null, null, null, "s", 1, base.limits());
+    try (TunnelServer server = new TunnelServer(config).start();
+        TestTarget echo = new TestTarget("127.0.0.1", 0, TestTarget::echo);
+        SocketChannel ch = SocketChannel.open(StandardProtocolFamily.UNIX)) {
+      assertThat(PosixFilePermissions.toString(Files.getPosixFilePermissions(sock)))
+          .isEqualTo("rw-------");
+      ch.connect(UnixDomainSocketAddress.of(sock));
+      ch.write(ByteBuffer.wrap(ConnectClient.apiserverRequest("127.0.0.1:" + echo.port())));
+      ByteBuffer head = ByteBuffer.allocate(39); // "HTTP/1.1 200 Connection established\r\n\r\n"
+      while (head.hasRemaining() && ch.read(head) >= 0) {
+        // read exactly the response head
+      }
+      assertThat(new String(head.array(), StandardCharsets.US_ASCII))
+          .isEqualTo("HTTP/1.1 200 Connection established\r\n\r\n");
+      ch.write(ByteBuffer.wrap("hello".getBytes(StandardCharsets.US_ASCII)));
+      ByteBuffer reply = ByteBuffer.allocate(5);
+      while (reply.hasRemaining() && ch.read(reply) >= 0) {
+        // the echo
+      }
+      assertThat(new String(reply.array(), StandardCharsets.US_ASCII)).isEqualTo("hello");
+    }
+  }
+}

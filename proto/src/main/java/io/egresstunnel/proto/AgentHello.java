@@ -32,12 +32,8 @@ public record AgentHello(
   public AgentHello {
     Limits.check("min version", minVersion, 1, 0xFFFF);
     Limits.check("max version", maxVersion, minVersion, 0xFFFF);
-    Limits.check("initial window", initialWindow, 1, Limits.MAX_WINDOW);
-    Limits.check(
-        "max frame payload",
-        maxFramePayload,
-        Limits.MIN_FRAME_PAYLOAD_FLOOR,
-        Limits.MAX_FRAME_PAYLOAD_CEILING);
+    Limits.checkWindow("initial window", initialWindow);
+    Limits.checkMaxFramePayload("max frame payload", maxFramePayload);
     Limits.check("kubelet port", kubeletPort, 1, 0xFFFF);
     Limits.checkName("node name", nodeName);
     addresses = List.copyOf(addresses);

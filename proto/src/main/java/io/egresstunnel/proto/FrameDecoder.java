@@ -22,12 +22,7 @@ public final class FrameDecoder extends MessageToMessageDecoder<WebSocketFrame> 
    */
   public FrameDecoder(int maxFramePayload) {
     super(WebSocketFrame.class);
-    this.maxFramePayload =
-        Limits.check(
-            "max frame payload",
-            maxFramePayload,
-            Limits.MIN_FRAME_PAYLOAD_FLOOR,
-            Limits.MAX_FRAME_PAYLOAD_CEILING);
+    this.maxFramePayload = Limits.checkMaxFramePayload("max frame payload", maxFramePayload);
   }
 
   @Override

@@ -62,6 +62,19 @@ public final class Limits {
     return (int) check(field, (long) value, min, max);
   }
 
+  /**
+   * Checks a declared max frame payload: {@link #MIN_FRAME_PAYLOAD_FLOOR}..{@link
+   * #MAX_FRAME_PAYLOAD_CEILING}.
+   */
+  public static int checkMaxFramePayload(String field, int value) {
+    return check(field, value, MIN_FRAME_PAYLOAD_FLOOR, MAX_FRAME_PAYLOAD_CEILING);
+  }
+
+  /** Checks a credit window or window increment: 1..2^31-1. */
+  public static int checkWindow(String field, int value) {
+    return check(field, value, 1, MAX_WINDOW);
+  }
+
   /** Checks a stream id of a stream-scoped frame: 1..2^31-1. */
   public static int checkStreamId(int streamId) {
     return check("stream id", streamId, 1, MAX_STREAM_ID);

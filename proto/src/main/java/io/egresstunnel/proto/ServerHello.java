@@ -24,12 +24,8 @@ public record ServerHello(
 
   public ServerHello {
     Limits.check("version", version, 1, 0xFFFF);
-    Limits.check("initial window", initialWindow, 1, Limits.MAX_WINDOW);
-    Limits.check(
-        "max frame payload",
-        maxFramePayload,
-        Limits.MIN_FRAME_PAYLOAD_FLOOR,
-        Limits.MAX_FRAME_PAYLOAD_CEILING);
+    Limits.checkWindow("initial window", initialWindow);
+    Limits.checkMaxFramePayload("max frame payload", maxFramePayload);
     Limits.check("max streams", maxStreams, 1, Integer.MAX_VALUE);
     Limits.check("server count", serverCount, 1, 0xFFFF);
     Limits.checkName("server id", serverId);

@@ -5,7 +5,7 @@ public record WindowUpdate(int streamId, int increment) implements Frame {
 
   public WindowUpdate {
     Limits.checkStreamId(streamId);
-    Limits.check("window increment", increment, 1, Limits.MAX_WINDOW);
+    Limits.checkWindow("window increment", increment);
   }
 
   @Override

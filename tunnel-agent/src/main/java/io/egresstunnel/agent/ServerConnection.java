@@ -2,11 +2,10 @@ package io.egresstunnel.agent;
 
 import io.egresstunnel.proto.AgentHello;
 import io.egresstunnel.proto.Dial;
-import io.egresstunnel.proto.FrameDecoder;
-import io.egresstunnel.proto.FrameEncoder;
 import io.egresstunnel.proto.GoAway;
 import io.egresstunnel.proto.Limits;
 import io.egresstunnel.proto.net.Transport;
+import io.egresstunnel.proto.session.SessionPipeline;
 import io.egresstunnel.proto.session.TunnelSession;
 import io.egresstunnel.proto.session.TunnelStream;
 import io.netty.bootstrap.Bootstrap;
@@ -23,7 +22,6 @@ import io.netty.handler.codec.http.HttpObjectAggregator;
 import io.netty.handler.codec.http.websocketx.WebSocketClientProtocolConfig;
 import io.netty.handler.codec.http.websocketx.WebSocketClientProtocolHandler;
 import io.netty.handler.ssl.SslContext;
-import io.netty.handler.timeout.IdleStateHandler;
 import java.net.URI;
 import java.util.concurrent.TimeUnit;
 import org.slf4j.Logger;
@@ -212,16 +210,11 @@ final class ServerConnection implements TunnelSession.Listener {
                 limits.maxPendingDials(),
                 limits.handshakeTimeout().toMillis());
         ChannelPipeline p = ctx.pipeline();
-        p.addLast(
-            "keepalive",
-            new IdleStateHandler(
-                limits.pingTimeout().toMillis(),
-                limits.pingInterval().toMillis(),
-                0,
-                TimeUnit.MILLISECONDS));
-        p.addLast("frame-decoder", new FrameDecoder(limits.maxFramePayload()));
-        p.addLast("frame-encoder", new FrameEncoder());
-        p.addLast("session", TunnelSession.agent(sessionConfig, hello, ServerConnection.this));
+        SessionPipeline.install(
+            p,
+            limits.pingInterval(),
+            limits.pingTimeout(),
+            TunnelSession.agent(sessionConfig, hello, ServerConnection.this));
         p.remove(this);
         return;
       }

@@ -3,6 +3,7 @@ package io.egresstunnel.agent;
 import io.egresstunnel.agent.policy.AllowRule;
 import io.egresstunnel.proto.Cidr;
 import io.egresstunnel.proto.Limits;
+import io.egresstunnel.proto.config.Lifecycle;
 import io.egresstunnel.proto.config.Units;
 import io.egresstunnel.routing.EgressMode;
 import java.net.InetAddress;
@@ -12,7 +13,6 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.Callable;
-import java.util.concurrent.CountDownLatch;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -193,12 +193,8 @@ public final class TunnelAgentMain implements Callable<Integer> {
     }
     AgentConfig.Limits limits =
         new AgentConfig.Limits(
-            Limits.check("--initial-window", Units.parseSize(initialWindow), 1, Limits.MAX_WINDOW),
-            Limits.check(
-                "--max-frame-payload",
-                Units.parseSize(maxFramePayload),
-                Limits.MIN_FRAME_PAYLOAD_FLOOR,
-                Limits.MAX_FRAME_PAYLOAD_CEILING),
+            Limits.checkWindow("--initial-window", Units.parseSize(initialWindow)),
+            Limits.checkMaxFramePayload("--max-frame-payload", Units.parseSize(maxFramePayload)),
             Limits.check("--max-streams", maxStreams, 1, Integer.MAX_VALUE),
             Limits.check("--max-pending-dials", maxPendingDials, 1, Integer.MAX_VALUE),
             Units.parsePositiveDuration("--dial-timeout", dialTimeout),
@@ -232,16 +228,7 @@ public final class TunnelAgentMain implements Callable<Integer> {
       return 2;
     }
     TunnelAgent agent = new TunnelAgent(config).start();
-    CountDownLatch stopped = new CountDownLatch(1);
-    Runtime.getRuntime()
-        .addShutdownHook(
-            new Thread(
-                () -> {
-                  agent.close();
-                  stopped.countDown();
-                },
-                "shutdown"));
-    stopped.await();
+    Lifecycle.runUntilSignalled("tunnel-agent", agent);
     return 0;
   }
 }

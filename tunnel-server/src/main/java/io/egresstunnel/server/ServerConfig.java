@@ -65,6 +65,38 @@ public record ServerConfig(
       int listenBacklog,
       int threads) {
 
+    public Limits withDialTimeout(Duration timeout) {
+      return new Limits(
+          initialWindow,
+          maxFramePayload,
+          maxStreamsPerAgent,
+          maxPendingDialsPerAgent,
+          timeout,
+          maxHeaderBytes,
+          maxRequestLine,
+          handshakeTimeout,
+          pingInterval,
+          pingTimeout,
+          listenBacklog,
+          threads);
+    }
+
+    public Limits withMaxPendingDialsPerAgent(int max) {
+      return new Limits(
+          initialWindow,
+          maxFramePayload,
+          maxStreamsPerAgent,
+          max,
+          dialTimeout,
+          maxHeaderBytes,
+          maxRequestLine,
+          handshakeTimeout,
+          pingInterval,
+          pingTimeout,
+          listenBacklog,
+          threads);
+    }
+
     /** The defaults behind the flags. */
     public static Limits defaults() {
       return new Limits(

@@ -1,10 +1,9 @@
 package io.egresstunnel.server;
 
-import io.egresstunnel.proto.FrameDecoder;
-import io.egresstunnel.proto.FrameEncoder;
 import io.egresstunnel.proto.Limits;
 import io.egresstunnel.proto.net.TargetDialer;
 import io.egresstunnel.proto.net.Transport;
+import io.egresstunnel.proto.session.SessionPipeline;
 import io.egresstunnel.proto.session.TunnelSession;
 import io.egresstunnel.routing.DeclaredRouter;
 import io.egresstunnel.routing.Router;
@@ -25,7 +24,6 @@ import io.netty.handler.codec.http.websocketx.WebSocketServerProtocolHandler;
 import io.netty.handler.ssl.ClientAuth;
 import io.netty.handler.ssl.SslContext;
 import io.netty.handler.ssl.SslContextBuilder;
-import io.netty.handler.timeout.IdleStateHandler;
 import io.netty.util.concurrent.DefaultThreadFactory;
 import java.io.IOException;
 import java.net.InetSocketAddress;
@@ -194,17 +192,10 @@ public final class TunnelServer implements AutoCloseable {
                 p.addLast("http", new HttpServerCodec());
                 p.addLast("http-aggregator", new HttpObjectAggregator(8192));
                 p.addLast("websocket", new WebSocketServerProtocolHandler(wsConfig));
-                p.addLast(
-                    "keepalive",
-                    new IdleStateHandler(
-                        limits.pingTimeout().toMillis(),
-                        limits.pingInterval().toMillis(),
-                        0,
-                        TimeUnit.MILLISECONDS));
-                p.addLast("frame-decoder", new FrameDecoder(limits.maxFramePayload()));
-                p.addLast("frame-encoder", new FrameEncoder());
-                p.addLast(
-                    "session",
+                SessionPipeline.install(
+                    p,
+                    limits.pingInterval(),
+                    limits.pingTimeout(),
                     TunnelSession.server(
                         sessionConfig, config.serverId(), config.serverCount(), registry));
               }

@@ -1,13 +1,13 @@
 package io.egresstunnel.server;
 
 import io.egresstunnel.proto.Limits;
+import io.egresstunnel.proto.config.Lifecycle;
 import io.egresstunnel.proto.config.Units;
 import io.egresstunnel.routing.EgressMode;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
-import java.util.concurrent.CountDownLatch;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 import picocli.CommandLine;
@@ -224,12 +224,8 @@ public final class TunnelServerMain implements Callable<Integer> {
     }
     ServerConfig.Limits limits =
         new ServerConfig.Limits(
-            Limits.check("--initial-window", Units.parseSize(initialWindow), 1, Limits.MAX_WINDOW),
-            Limits.check(
-                "--max-frame-payload",
-                Units.parseSize(maxFramePayload),
-                Limits.MIN_FRAME_PAYLOAD_FLOOR,
-                Limits.MAX_FRAME_PAYLOAD_CEILING),
+            Limits.checkWindow("--initial-window", Units.parseSize(initialWindow)),
+            Limits.checkMaxFramePayload("--max-frame-payload", Units.parseSize(maxFramePayload)),
             Limits.check("--max-streams-per-agent", maxStreamsPerAgent, 1, Integer.MAX_VALUE),
             Limits.check("--max-pending-dials-per-agent", maxPendingDials, 1, Integer.MAX_VALUE),
             Units.parsePositiveDuration("--dial-timeout", dialTimeout),
@@ -270,17 +266,7 @@ public final class TunnelServerMain implements Callable<Integer> {
       System.err.println("tunnel-server: " + e.getMessage());
       return 1;
     }
-    CountDownLatch stopped = new CountDownLatch(1);
-    Runtime.getRuntime()
-        .addShutdownHook(
-            new Thread(
-                () -> {
-                  log.info("shutting down");
-                  server.close();
-                  stopped.countDown();
-                },
-                "shutdown"));
-    stopped.await();
+    Lifecycle.runUntilSignalled("tunnel-server", server);
     return 0;
   }
 }

@@ -136,22 +136,7 @@ class AgentFailureTest {
   @Test
   void dialTimeoutGets504() throws Exception {
     try (TunnelFixture fx =
-            new TunnelFixture(
-                EgressMode.POD,
-                l ->
-                    new ServerConfig.Limits(
-                        l.initialWindow(),
-                        l.maxFramePayload(),
-                        l.maxStreamsPerAgent(),
-                        l.maxPendingDialsPerAgent(),
-                        Duration.ofMillis(700),
-                        l.maxHeaderBytes(),
-                        l.maxRequestLine(),
-                        l.handshakeTimeout(),
-                        l.pingInterval(),
-                        l.pingTimeout(),
-                        l.listenBacklog(),
-                        l.threads()));
+            new TunnelFixture(EgressMode.POD, l -> l.withDialTimeout(Duration.ofMillis(700)));
         Blackhole hole = new Blackhole("127.2.2.20")) {
       fx.startAgent(fx.agentConfig("node-t", "127.0.2.2", "127.2.2.0/24", EgressMode.POD));
       ConnectClient.Answer a = ConnectClient.connect(fx.proxy(), hole.target());
@@ -165,22 +150,7 @@ class AgentFailureTest {
   @Test
   void pendingDialLimitGets503AndLeavesTheSessionServing() throws Exception {
     try (TunnelFixture fx =
-            new TunnelFixture(
-                EgressMode.POD,
-                l ->
-                    new ServerConfig.Limits(
-                        l.initialWindow(),
-                        l.maxFramePayload(),
-                        l.maxStreamsPerAgent(),
-                        1,
-                        l.dialTimeout(),
-                        l.maxHeaderBytes(),
-                        l.maxRequestLine(),
-                        l.handshakeTimeout(),
-                        l.pingInterval(),
-                        l.pingTimeout(),
-                        l.listenBacklog(),
-                        l.threads()));
+            new TunnelFixture(EgressMode.POD, l -> l.withMaxPendingDialsPerAgent(1));
         Blackhole hole = new Blackhole("127.2.3.20");
         TestTarget echo = new TestTarget("127.2.3.10", 0, TestTarget::echo)) {
       fx.startAgent(fx.agentConfig("node-p", "127.0.2.3", "127.2.3.0/24", EgressMode.POD));

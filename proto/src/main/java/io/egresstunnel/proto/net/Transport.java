@@ -36,7 +36,11 @@ public final class Transport {
     return EPOLL;
   }
 
+  /** An event-loop group of {@code threads} loops; 0 means one per core (not Netty's two). */
   public static EventLoopGroup newGroup(int threads, ThreadFactory threadFactory) {
+    if (threads == 0) {
+      threads = Runtime.getRuntime().availableProcessors();
+    }
     IoHandlerFactory factory = EPOLL ? EpollIoHandler.newFactory() : NioIoHandler.newFactory();
     return new MultiThreadIoEventLoopGroup(threads, threadFactory, factory);
   }

@@ -69,12 +69,8 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
       int maxPendingDials,
       long handshakeTimeoutMillis) {
     public Config {
-      Limits.check("initial window", initialWindow, 1, Limits.MAX_WINDOW);
-      Limits.check(
-          "max frame payload",
-          maxFramePayload,
-          Limits.MIN_FRAME_PAYLOAD_FLOOR,
-          Limits.MAX_FRAME_PAYLOAD_CEILING);
+      Limits.checkWindow("initial window", initialWindow);
+      Limits.checkMaxFramePayload("max frame payload", maxFramePayload);
       Limits.check("max streams", maxStreams, 1, Integer.MAX_VALUE);
       Limits.check("max pending dials", maxPendingDials, 1, Integer.MAX_VALUE);
       Limits.check("handshake timeout", handshakeTimeoutMillis, 1, Long.MAX_VALUE);

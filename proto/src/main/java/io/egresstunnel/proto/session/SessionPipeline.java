@@ -1,0 +1,31 @@
+package io.egresstunnel.proto.session;
+
+import io.egresstunnel.proto.FrameDecoder;
+import io.egresstunnel.proto.FrameEncoder;
+import io.netty.channel.ChannelPipeline;
+import io.netty.handler.timeout.IdleStateHandler;
+import java.time.Duration;
+import java.util.concurrent.TimeUnit;
+
+/** The tail every tunnel websocket pipeline ends with, on the server and on the agent alike. */
+public final class SessionPipeline {
+  private static final FrameEncoder ENCODER = new FrameEncoder();
+
+  private SessionPipeline() {}
+
+  /**
+   * Adds keepalive (ping when quiet for {@code pingInterval}, close when silent for {@code
+   * pingTimeout}), the frame decoder and encoder, and {@code session}, after whatever carries the
+   * websocket.
+   */
+  public static void install(
+      ChannelPipeline p, Duration pingInterval, Duration pingTimeout, TunnelSession session) {
+    p.addLast(
+        "keepalive",
+        new IdleStateHandler(
+            pingTimeout.toMillis(), pingInterval.toMillis(), 0, TimeUnit.MILLISECONDS));
+    p.addLast("frame-decoder", new FrameDecoder(session.localConfig().maxFramePayload()));
+    p.addLast("frame-encoder", ENCODER);
+    p.addLast("session", session);
+  }
+}

@@ -139,6 +139,38 @@ final class ConnectHandler extends ChannelInboundHandlerAdapter {
           "no agent connected for node " + node + " (target " + target + ")");
       return;
     }
+    Channel client = ctx.channel();
+    if (client.eventLoop() == session.eventLoop()) {
+      openStream(ctx, session, target, node);
+      return;
+    }
+    // Move the client onto the session's event loop: the whole stream then runs on one thread,
+    // with no handoff between loops for any read, write or credit. Nothing is in flight now
+    // (AUTO_READ is off and the request is consumed), so the move is safe.
+    client
+        .deregister()
+        .addListener(
+            unregistered -> {
+              if (!unregistered.isSuccess()) {
+                client.close();
+                return;
+              }
+              session
+                  .eventLoop()
+                  .register(client)
+                  .addListener(
+                      registered -> {
+                        if (registered.isSuccess()) {
+                          openStream(ctx, session, target, node);
+                        } else {
+                          client.close();
+                        }
+                      });
+            });
+  }
+
+  private void openStream(
+      ChannelHandlerContext ctx, TunnelSession session, ConnectTarget target, String node) {
     long dialMillis = server.config().limits().dialTimeout().toMillis();
     Future<TunnelStream> opened =
         session.openStream(

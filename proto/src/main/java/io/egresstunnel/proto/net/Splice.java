@@ -36,8 +36,8 @@ public final class Splice {
     Splice s = new Splice(a, b);
     a.pipeline().addLast("splice", s.new Direction(b));
     b.pipeline().addLast("splice", s.new Direction(a));
-    a.read();
-    b.read();
+    Transport.readUnlessShut(a);
+    Transport.readUnlessShut(b);
   }
 
   private void directionDone() {
@@ -66,7 +66,7 @@ public final class Splice {
               (ChannelFutureListener)
                   f -> {
                     if (f.isSuccess()) {
-                      ctx.channel().read();
+                      Transport.readUnlessShut(ctx.channel());
                     } else {
                       ctx.channel().close();
                       out.close();

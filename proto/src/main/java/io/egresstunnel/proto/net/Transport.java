@@ -1,6 +1,7 @@
 package io.egresstunnel.proto.net;
 
 import io.netty.channel.AdaptiveRecvByteBufAllocator;
+import io.netty.channel.Channel;
 import io.netty.channel.EventLoopGroup;
 import io.netty.channel.IoHandlerFactory;
 import io.netty.channel.MultiThreadIoEventLoopGroup;
@@ -12,6 +13,7 @@ import io.netty.channel.epoll.EpollServerDomainSocketChannel;
 import io.netty.channel.epoll.EpollServerSocketChannel;
 import io.netty.channel.epoll.EpollSocketChannel;
 import io.netty.channel.nio.NioIoHandler;
+import io.netty.channel.socket.DuplexChannel;
 import io.netty.channel.socket.SocketChannel;
 import io.netty.channel.socket.nio.NioServerSocketChannel;
 import io.netty.channel.socket.nio.NioSocketChannel;
@@ -65,5 +67,17 @@ public final class Transport {
   /** The receive-buffer sizing for data channels. */
   public static RecvByteBufAllocator dataReadAllocator() {
     return new AdaptiveRecvByteBufAllocator(MIN_READ, INITIAL_READ, MAX_READ);
+  }
+
+  /**
+   * Asks {@code ch} for one more read unless its input has been shut down. Call on the channel's
+   * event loop. An EOF may arrive between deciding to read and reading, and epoll refuses a read on
+   * a shut input with an error that would close the channel.
+   */
+  public static void readUnlessShut(Channel ch) {
+    if (ch instanceof DuplexChannel duplex && duplex.isInputShutdown()) {
+      return;
+    }
+    ch.read();
   }
 }

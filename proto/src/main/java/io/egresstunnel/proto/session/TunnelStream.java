@@ -7,6 +7,7 @@ import io.egresstunnel.proto.ErrorCode;
 import io.egresstunnel.proto.Fin;
 import io.egresstunnel.proto.Reset;
 import io.egresstunnel.proto.WindowUpdate;
+import io.egresstunnel.proto.net.Transport;
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.CompositeByteBuf;
 import io.netty.buffer.Unpooled;
@@ -459,22 +460,11 @@ public final class TunnelStream {
       localReadPending = true;
       Channel ch = local;
       if (ch.eventLoop().inEventLoop()) {
-        readUnlessShut(ch);
+        Transport.readUnlessShut(ch);
       } else {
-        ch.eventLoop().execute(() -> readUnlessShut(ch));
+        ch.eventLoop().execute(() -> Transport.readUnlessShut(ch));
       }
     }
-  }
-
-  /**
-   * Asks for one more read, on the socket's own loop, unless its input has meanwhile been shut: the
-   * EOF may overtake a read requested from the session loop, and epoll refuses a read then.
-   */
-  private static void readUnlessShut(Channel ch) {
-    if (ch instanceof DuplexChannel duplex && duplex.isInputShutdown()) {
-      return;
-    }
-    ch.read();
   }
 
   private void shutdownLocalOutput() {

@@ -1,0 +1,213 @@
+package io.egresstunnel.server;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.awaitility.Awaitility.await;
+
+import io.egresstunnel.agent.AgentConfig;
+import io.egresstunnel.agent.TunnelAgent;
+import io.egresstunnel.proto.Cidr;
+import io.egresstunnel.routing.EgressMode;
+import io.netty.pkitesting.CertificateBuilder;
+import io.netty.pkitesting.X509Bundle;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.net.InetSocketAddress;
+import java.net.Socket;
+import java.net.URI;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.List;
+import javax.net.ssl.KeyManager;
+import javax.net.ssl.SSLContext;
+import javax.net.ssl.SSLSocket;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The production shape: the apiserver speaks CONNECT over TLS with its client certificate
+ * (--tls-cert/--tls-key/--client-ca), and the agent connects with wss:// (--agent-tls-cert, agent
+ * --ca-cert). A client without a certificate, or with one from another CA, gets no tunnel.
+ */
+class TlsTunnelTest {
+  private static X509Bundle ca;
+  private static X509Bundle apiserver;
+  private static X509Bundle stranger;
+  private static TunnelServer server;
+  private static TunnelAgent agent;
+  private static TestTarget echo;
+
+  @BeforeAll
+  static void start() throws Exception {
+    ca =
+        new CertificateBuilder()
+            .subject("CN=egress-tunnel test CA")
+            .setIsCertificateAuthority(true)
+            .ecp256()
+            .buildSelfSigned();
+    X509Bundle serverCert =
+        new CertificateBuilder()
+            .subject("CN=tunnel-server")
+            .addSanIpAddress("127.0.0.1")
+            .addSanDnsName("localhost")
+            .addExtendedKeyUsageServerAuth()
+            .ecp256()
+            .buildIssuedBy(ca);
+    apiserver =
+        new CertificateBuilder()
+            .subject("CN=kube-apiserver")
+            .addExtendedKeyUsageClientAuth()
+            .ecp256()
+            .buildIssuedBy(ca);
+    X509Bundle otherCa =
+        new CertificateBuilder()
+            .subject("CN=other CA")
+            .setIsCertificateAuthority(true)
+            .ecp256()
+            .buildSelfSigned();
+    stranger =
+        new CertificateBuilder()
+            .subject("CN=kube-apiserver")
+            .addExtendedKeyUsageClientAuth()
+            .ecp256()
+            .buildIssuedBy(otherCa);
+    ServerConfig.TlsFiles connectTls =
+        new ServerConfig.TlsFiles(
+            serverCert.toTempCertChainPem().toPath(),
+            serverCert.toTempPrivateKeyPem().toPath(),
+            ca.toTempRootCertPem().toPath());
+    ServerConfig.TlsFiles agentTls =
+        new ServerConfig.TlsFiles(
+            serverCert.toTempCertChainPem().toPath(),
+            serverCert.toTempPrivateKeyPem().toPath(),
+            null);
+    ServerConfig plain =
+        ServerConfig.plain(
+            EgressMode.POD,
+            new InetSocketAddress("127.0.0.1", 0),
+            new InetSocketAddress("127.0.0.1", 0));
+    server =
+        new TunnelServer(
+                new ServerConfig(
+                    plain.mode(),
+                    plain.connectListen(),
+                    null,
+                    plain.agentListen(),
+                    null,
+                    connectTls,
+                    agentTls,
+                    "s",
+                    1,
+                    plain.limits()))
+            .start();
+    AgentConfig simple =
+        AgentConfig.simple(
+                URI.create("wss://127.0.0.1:" + server.agentAddress().getPort()),
+                "node-tls",
+                List.of(Cidr.parseAddress("127.0.4.1")),
+                EgressMode.POD)
+            .withPodCidrs(List.of(Cidr.parse("127.4.1.0/24")));
+    agent =
+        new TunnelAgent(
+                new AgentConfig(
+                    simple.servers(),
+                    simple.nodeName(),
+                    simple.nodeAddresses(),
+                    simple.podCidrs(),
+                    simple.kubeletPort(),
+                    ca.toTempRootCertPem().toPath(),
+                    simple.allow(),
+                    simple.mode(),
+                    simple.masking(),
+                    simple.limits()))
+            .start();
+    await()
+        .atMost(Duration.ofSeconds(20))
+        .until(() -> server.registry().session("node-tls") != null);
+    echo = new TestTarget("127.4.1.10", 0, TestTarget::echo);
+  }
+
+  @AfterAll
+  static void stop() throws Exception {
+    echo.close();
+    agent.close();
+    server.close();
+  }
+
+  @Test
+  void apiserverWithItsClientCertificateGetsATunnelOverWss() throws Exception {
+    try (SSLSocket s = tlsSocket(apiserver.toKeyManagerFactory().getKeyManagers())) {
+      OutputStream out = s.getOutputStream();
+      out.write(ConnectClient.apiserverRequest("127.4.1.10:" + echo.port()));
+      out.flush();
+      InputStream in = s.getInputStream();
+      byte[] head = in.readNBytes(39);
+      assertThat(new String(head, StandardCharsets.US_ASCII))
+          .isEqualTo("HTTP/1.1 200 Connection established\r\n\r\n");
+      Transfers.Result r = echoThrough(s, 4 << 20);
+      assertThat(r.receivedSha()).isEqualTo(r.sentSha());
+    }
+  }
+
+  @Test
+  void clientWithoutACertificateIsRefused() {
+    assertThatThrownBy(() -> handshakeAndConnect(null)).isInstanceOf(IOException.class);
+  }
+
+  @Test
+  void clientWithACertificateFromAnotherCaIsRefused() {
+    assertThatThrownBy(() -> handshakeAndConnect(stranger.toKeyManagerFactory().getKeyManagers()))
+        .isInstanceOf(IOException.class);
+  }
+
+  /** TLS 1.3 lets a refused client certificate surface only at the first read. */
+  private static void handshakeAndConnect(KeyManager[] keys) throws Exception {
+    try (SSLSocket s = tlsSocket(keys)) {
+      s.getOutputStream().write(ConnectClient.apiserverRequest("127.4.1.10:" + echo.port()));
+      s.getOutputStream().flush();
+      if (s.getInputStream().read() < 0) {
+        throw new IOException("closed without an answer");
+      }
+    }
+  }
+
+  private static SSLSocket tlsSocket(KeyManager[] keys) throws Exception {
+    SSLContext ctx = SSLContext.getInstance("TLS");
+    ctx.init(keys, ca.toTrustManagerFactory().getTrustManagers(), null);
+    Socket raw = new Socket();
+    raw.connect(server.connectAddress(), 5_000);
+    SSLSocket s =
+        (SSLSocket) ctx.getSocketFactory().createSocket(raw, "127.0.0.1", raw.getPort(), true);
+    s.setSoTimeout(15_000);
+    s.startHandshake();
+    return s;
+  }
+
+  private static Transfers.Result echoThrough(SSLSocket s, long bytes) throws Exception {
+    // SSLSocket cannot half-close: send (concurrently) and read exactly as much back.
+    var sent =
+        java.util.concurrent.CompletableFuture.supplyAsync(
+            () -> {
+              try {
+                return Transfers.writeRandom(s.getOutputStream(), bytes, 3);
+              } catch (IOException e) {
+                throw new java.io.UncheckedIOException(e);
+              }
+            });
+    var md = Transfers.sha256();
+    byte[] buf = new byte[64 * 1024];
+    long left = bytes;
+    InputStream in = s.getInputStream();
+    while (left > 0) {
+      int n = in.read(buf, 0, (int) Math.min(buf.length, left));
+      if (n < 0) {
+        break;
+      }
+      md.update(buf, 0, n);
+      left -= n;
+    }
+    return new Transfers.Result(sent.get(), Transfers.hex(md), bytes - left);
+  }
+}

@@ -40,7 +40,12 @@ final class AdminHandler extends SimpleChannelInboundHandler<FullHttpRequest> {
       case "/readyz" -> {
         boolean ready = server.isReady();
         status = ready ? HttpResponseStatus.OK : HttpResponseStatus.SERVICE_UNAVAILABLE;
-        body = (ready ? "ok" : "not ready") + ": " + server.registry().agentCount() + " agent(s)";
+        body =
+            (ready ? "ok" : "not ready")
+                + ": "
+                + server.registry().agentCount()
+                + " agent(s)"
+                + (server.apiRoutes() == null ? "" : "; routes " + server.apiRoutes().describe());
       }
       case "/routez" -> {
         String target = query.parameters().getOrDefault("target", java.util.List.of("")).get(0);

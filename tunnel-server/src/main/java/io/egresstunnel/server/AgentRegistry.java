@@ -4,6 +4,7 @@ import io.egresstunnel.proto.AgentHello;
 import io.egresstunnel.proto.GoAway;
 import io.egresstunnel.proto.session.TunnelSession;
 import io.egresstunnel.routing.DeclaredRouter;
+import io.egresstunnel.routing.KubernetesRouteSource;
 import io.egresstunnel.routing.NodeInfo;
 import java.util.Collection;
 import java.util.Deque;
@@ -24,9 +25,14 @@ public final class AgentRegistry implements TunnelSession.Listener {
 
   private final Map<String, Deque<TunnelSession>> byNode = new ConcurrentHashMap<>();
   private final DeclaredRouter declaredRoutes;
+  private final KubernetesRouteSource apiRoutes;
 
-  public AgentRegistry(DeclaredRouter declaredRoutes) {
+  /**
+   * @param apiRoutes the Kubernetes source, or null: then what agents declare is the routing
+   */
+  public AgentRegistry(DeclaredRouter declaredRoutes, KubernetesRouteSource apiRoutes) {
     this.declaredRoutes = declaredRoutes;
+    this.apiRoutes = apiRoutes;
   }
 
   /** The session that should carry a new stream to {@code node}, or null if none is connected. */
@@ -56,10 +62,15 @@ public final class AgentRegistry implements TunnelSession.Listener {
   public void onEstablished(TunnelSession session) {
     AgentHello hello = session.agentHello();
     byNode.computeIfAbsent(hello.nodeName(), n -> new ConcurrentLinkedDeque<>()).addFirst(session);
-    // Declared nodes stay known after their agent leaves, so that their kubelet targets fail
-    // with 503 instead of silently bypassing the tunnel.
-    declaredRoutes.upsert(
-        new NodeInfo(hello.nodeName(), hello.addresses(), hello.podCidrs(), hello.kubeletPort()));
+    NodeInfo declared =
+        new NodeInfo(hello.nodeName(), hello.addresses(), hello.podCidrs(), hello.kubeletPort());
+    if (apiRoutes == null) {
+      // Declared nodes stay known after their agent leaves, so that their kubelet targets fail
+      // with 503 instead of silently bypassing the tunnel.
+      declaredRoutes.upsert(declared);
+    } else {
+      checkAgainstApi(declared);
+    }
     log.info(
         "agent connected: node {} from {}, addresses {}, pod CIDRs {}, kubelet port {}",
         hello.nodeName(),
@@ -88,6 +99,29 @@ public final class AgentRegistry implements TunnelSession.Listener {
         });
     log.info(
         "agent disconnected: node {} ({})", hello.nodeName(), session.channel().remoteAddress());
+  }
+
+  /** The API wins: an agent whose hello contradicts its Node object is logged, not believed. */
+  private void checkAgainstApi(NodeInfo declared) {
+    var known = apiRoutes.node(declared.name());
+    if (known.isEmpty()) {
+      if (apiRoutes.isSynced()) {
+        log.warn("agent declares node {}, which the Kubernetes API does not know", declared.name());
+      }
+      return;
+    }
+    NodeInfo api = known.get();
+    if (!new java.util.HashSet<>(api.addresses()).containsAll(declared.addresses())
+        || api.kubeletPort() != declared.kubeletPort()) {
+      log.warn(
+          "agent for node {} declares addresses {} and kubelet port {}, but its Node object says"
+              + " {} and {}; routing follows the API",
+          declared.name(),
+          declared.addresses(),
+          declared.kubeletPort(),
+          api.addresses(),
+          api.kubeletPort());
+    }
   }
 
   /** All sessions, flattened. */

@@ -19,6 +19,7 @@ import java.time.Duration;
  * @param serverId this server's id among the cluster's servers
  * @param serverCount how many servers serve the cluster
  * @param limits every limit the server enforces
+ * @param kubernetes where routes come from the Kubernetes API, or null for agent hellos
  */
 public record ServerConfig(
     EgressMode mode,
@@ -30,7 +31,16 @@ public record ServerConfig(
     TlsFiles agentTls,
     String serverId,
     int serverCount,
-    Limits limits) {
+    Limits limits,
+    Kubernetes kubernetes) {
+
+  /**
+   * Routing from the Kubernetes API.
+   *
+   * @param kubeconfig the kubeconfig file, or null for in-cluster configuration
+   * @param ownNode the node this server runs on, or null; its targets are dialled directly
+   */
+  public record Kubernetes(Path kubeconfig, String ownNode) {}
 
   /** PEM files for a TLS listener; {@code clientCa} non-null requires client certificates. */
   public record TlsFiles(Path cert, Path key, Path clientCa) {}
@@ -119,7 +129,17 @@ public record ServerConfig(
   public static ServerConfig plain(
       EgressMode mode, InetSocketAddress connectListen, InetSocketAddress agentListen) {
     return new ServerConfig(
-        mode, connectListen, null, agentListen, null, null, null, "server-1", 1, Limits.defaults());
+        mode,
+        connectListen,
+        null,
+        agentListen,
+        null,
+        null,
+        null,
+        "server-1",
+        1,
+        Limits.defaults(),
+        null);
   }
 
   public ServerConfig withLimits(Limits newLimits) {
@@ -133,6 +153,22 @@ public record ServerConfig(
         agentTls,
         serverId,
         serverCount,
-        newLimits);
+        newLimits,
+        kubernetes);
+  }
+
+  public ServerConfig withKubernetes(Kubernetes k) {
+    return new ServerConfig(
+        mode,
+        connectListen,
+        udsPath,
+        agentListen,
+        adminListen,
+        tls,
+        agentTls,
+        serverId,
+        serverCount,
+        limits,
+        k);
   }
 }

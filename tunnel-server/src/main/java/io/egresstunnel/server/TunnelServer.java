@@ -6,7 +6,12 @@ import io.egresstunnel.proto.net.Transport;
 import io.egresstunnel.proto.session.SessionPipeline;
 import io.egresstunnel.proto.session.TunnelSession;
 import io.egresstunnel.routing.DeclaredRouter;
+import io.egresstunnel.routing.KubernetesRouteSource;
 import io.egresstunnel.routing.Router;
+import io.fabric8.kubernetes.client.Config;
+import io.fabric8.kubernetes.client.ConfigBuilder;
+import io.fabric8.kubernetes.client.KubernetesClient;
+import io.fabric8.kubernetes.client.KubernetesClientBuilder;
 import io.netty.bootstrap.ServerBootstrap;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelInitializer;
@@ -29,7 +34,9 @@ import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.net.SocketAddress;
 import java.nio.file.Files;
+import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermissions;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
@@ -50,6 +57,9 @@ public final class TunnelServer implements AutoCloseable {
 
   private final ServerConfig config;
   private final DeclaredRouter declaredRouter;
+  private final KubernetesClient kubernetesClient;
+  private final KubernetesRouteSource apiRoutes;
+  private final Router router;
   private final AgentRegistry registry;
   private final TargetDialer dialer = new TargetDialer(2);
   private final EventLoopGroup bossGroup;
@@ -63,7 +73,26 @@ public final class TunnelServer implements AutoCloseable {
   public TunnelServer(ServerConfig config) {
     this.config = config;
     this.declaredRouter = new DeclaredRouter(config.mode());
-    this.registry = new AgentRegistry(declaredRouter);
+    if (config.kubernetes() != null) {
+      Path kubeconfig = config.kubernetes().kubeconfig();
+      Config k8s =
+          kubeconfig == null
+              ? new ConfigBuilder().build()
+              : Config.fromKubeconfig(readKubeconfig(kubeconfig));
+      this.kubernetesClient = new KubernetesClientBuilder().withConfig(k8s).build();
+      this.apiRoutes =
+          new KubernetesRouteSource(
+              kubernetesClient,
+              config.mode(),
+              config.kubernetes().ownNode(),
+              Duration.ofMillis(50));
+      this.router = apiRoutes;
+    } else {
+      this.kubernetesClient = null;
+      this.apiRoutes = null;
+      this.router = declaredRouter;
+    }
+    this.registry = new AgentRegistry(declaredRouter, apiRoutes);
     this.bossGroup = Transport.newGroup(1, new DefaultThreadFactory("tunnel-accept", true));
     this.workerGroup =
         Transport.newGroup(config.limits().threads(), new DefaultThreadFactory("tunnel-io", true));
@@ -89,6 +118,9 @@ public final class TunnelServer implements AutoCloseable {
             config.udsPath(), PosixFilePermissions.fromString("rw-------"));
       }
       agentChannel = bind(agentBootstrap(agentTls), config.agentListen(), "agent");
+      if (apiRoutes != null) {
+        apiRoutes.start(); // handlers first, then informers; /readyz waits for the sync
+      }
       if (config.adminListen() != null) {
         adminChannel = bind(adminBootstrap(), config.adminListen(), "admin");
       }
@@ -236,7 +268,12 @@ public final class TunnelServer implements AutoCloseable {
   }
 
   public Router router() {
-    return declaredRouter;
+    return router;
+  }
+
+  /** The Kubernetes route source, if the server has one. */
+  public KubernetesRouteSource apiRoutes() {
+    return apiRoutes;
   }
 
   public DeclaredRouter declaredRouter() {
@@ -251,8 +288,20 @@ public final class TunnelServer implements AutoCloseable {
     return dialer;
   }
 
+  /** Listeners up and, with a Kubernetes source, its informers synced and indexed. */
   public boolean isReady() {
-    return started && listeners.stream().allMatch(Channel::isActive);
+    return started
+        && listeners.stream().allMatch(Channel::isActive)
+        && (apiRoutes == null || apiRoutes.isSynced());
+  }
+
+  private static String readKubeconfig(Path file) {
+    try {
+      return Files.readString(file);
+    } catch (IOException e) {
+      throw new IllegalArgumentException(
+          "cannot read --kubeconfig " + file + ": " + e.getMessage(), e);
+    }
   }
 
   /** The bound CONNECT address (useful with port 0). */
@@ -280,5 +329,11 @@ public final class TunnelServer implements AutoCloseable {
     bossGroup.shutdownGracefully(0, 2, TimeUnit.SECONDS).syncUninterruptibly();
     workerGroup.shutdownGracefully(0, 2, TimeUnit.SECONDS).syncUninterruptibly();
     dialer.close();
+    if (apiRoutes != null) {
+      apiRoutes.close();
+    }
+    if (kubernetesClient != null) {
+      kubernetesClient.close();
+    }
   }
 }

@@ -102,6 +102,27 @@ public final class TunnelServerMain implements Callable<Integer> {
   Path agentTlsKey;
 
   @Option(
+      names = "--kubeconfig",
+      paramLabel = "FILE",
+      description =
+          "Take routes from the Kubernetes API (Nodes; in cluster mode also Pods and"
+              + " EndpointSlices) through this kubeconfig. Without it, routes come from what agents"
+              + " declare.")
+  Path kubeconfig;
+
+  @Option(
+      names = "--in-cluster",
+      description = "As --kubeconfig, with the pod's service account (in-cluster configuration).")
+  boolean inCluster;
+
+  @Option(
+      names = "--node-name",
+      description =
+          "The node this server runs on, if it is one: its targets are dialled directly, as K3s"
+              + " does. Needs --kubeconfig or --in-cluster.")
+  String nodeName;
+
+  @Option(
       names = "--server-id",
       description = "This server's id among the cluster's servers. Default: the host name.")
   String serverId;
@@ -247,7 +268,21 @@ public final class TunnelServerMain implements Callable<Integer> {
         agentTls,
         serverId != null ? serverId : InetAddress.getLocalHost().getHostName(),
         Limits.check("--server-count", serverCount, 1, 0xFFFF),
-        limits);
+        limits,
+        kubernetes());
+  }
+
+  private ServerConfig.Kubernetes kubernetes() {
+    if (kubeconfig != null && inCluster) {
+      throw new IllegalArgumentException("--kubeconfig and --in-cluster exclude each other");
+    }
+    if (kubeconfig == null && !inCluster) {
+      if (nodeName != null) {
+        throw new IllegalArgumentException("--node-name needs --kubeconfig or --in-cluster");
+      }
+      return null;
+    }
+    return new ServerConfig.Kubernetes(kubeconfig, nodeName);
   }
 
   @Override

@@ -100,7 +100,8 @@ class TlsTunnelTest {
                     agentTls,
                     "s",
                     1,
-                    plain.limits()))
+                    plain.limits(),
+                    null))
             .start();
     AgentConfig simple =
         AgentConfig.simple(

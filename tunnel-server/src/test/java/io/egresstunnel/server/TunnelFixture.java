@@ -26,10 +26,13 @@ final class TunnelFixture implements AutoCloseable {
   }
 
   TunnelFixture(EgressMode mode, UnaryOperator<ServerConfig.Limits> limits) throws Exception {
-    ServerConfig config =
+    this(
         ServerConfig.plain(
                 mode, new InetSocketAddress("127.0.0.1", 0), new InetSocketAddress("127.0.0.1", 0))
-            .withLimits(limits.apply(ServerConfig.Limits.defaults()));
+            .withLimits(limits.apply(ServerConfig.Limits.defaults())));
+  }
+
+  TunnelFixture(ServerConfig config) throws Exception {
     server = new TunnelServer(config).start();
   }
 

@@ -41,7 +41,10 @@ class TunnelServerMainTest {
           "--ping-interval",
           "--ping-timeout",
           "--listen-backlog",
-          "--threads"
+          "--threads",
+          "--kubeconfig",
+          "--in-cluster",
+          "--node-name"
         }) {
       assertThat(out.toString()).contains(flag);
     }
@@ -74,6 +77,13 @@ class TunnelServerMainTest {
     TunnelServerMain frame = new TunnelServerMain();
     TunnelServerMain.commandLine(frame).parseArgs("--max-frame-payload", "1Ki", "--server-id", "s");
     assertThatThrownBy(frame::toConfig).hasMessageContaining("--max-frame-payload 1024");
+    TunnelServerMain both = new TunnelServerMain();
+    TunnelServerMain.commandLine(both)
+        .parseArgs("--kubeconfig", "/k", "--in-cluster", "--server-id", "s");
+    assertThatThrownBy(both::toConfig).hasMessageContaining("exclude each other");
+    TunnelServerMain nodeOnly = new TunnelServerMain();
+    TunnelServerMain.commandLine(nodeOnly).parseArgs("--node-name", "cp-1", "--server-id", "s");
+    assertThatThrownBy(nodeOnly::toConfig).hasMessageContaining("--node-name needs --kubeconfig");
     TunnelServerMain dur = new TunnelServerMain();
     TunnelServerMain.commandLine(dur).parseArgs("--dial-timeout", "soon", "--server-id", "s");
     assertThatThrownBy(dur::toConfig).hasMessageContaining("not a duration: 'soon'");

@@ -25,7 +25,17 @@ class UnixSocketConnectTest {
         ServerConfig.plain(EgressMode.DISABLED, null, new InetSocketAddress("127.0.0.1", 0));
     ServerConfig config =
         new ServerConfig(
-            base.mode(), null, sock, base.agentListen(), null, null, null, "s", 1, base.limits());
+            base.mode(),
+            null,
+            sock,
+            base.agentListen(),
+            null,
+            null,
+            null,
+            "s",
+            1,
+            base.limits(),
+            null);
     try (TunnelServer server = new TunnelServer(config).start();
         TestTarget echo = new TestTarget("127.0.0.1", 0, TestTarget::echo);
         SocketChannel ch = SocketChannel.open(StandardProtocolFamily.UNIX)) {

@@ -122,6 +122,7 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
   private int peerMaxFramePayload;
   private int lastStreamId;
   private int pendingDials;
+  private volatile long streamsOpened;
 
   private TunnelSession(
       Role role,
@@ -200,6 +201,11 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
     return pendingDials;
   }
 
+  /** Streams this session has carried so far (server side: dials sent). Any thread. */
+  public long streamsOpened() {
+    return streamsOpened;
+  }
+
   /** A snapshot of the streams, for status pages. Call on the event loop. */
   public List<TunnelStream> streams() {
     return new ArrayList<>(streams.values());
@@ -236,6 +242,7 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
                 return;
               }
               int id = ++lastStreamId;
+              streamsOpened++;
               TunnelStream stream = new TunnelStream(this, id, hostPort(host, port));
               streams.put(id, stream);
               pendingDials++;

@@ -151,19 +151,28 @@ public final class KubernetesRouteSource implements Router, AutoCloseable {
     return new ResourceEventHandler<>() {
       @Override
       public void onAdd(T obj) {
-        put.accept(obj.getMetadata().getUid(), obj);
+        put.accept(key(obj), obj);
       }
 
       @Override
       public void onUpdate(T oldObj, T newObj) {
-        put.accept(newObj.getMetadata().getUid(), newObj);
+        put.accept(key(newObj), newObj);
       }
 
       @Override
       public void onDelete(T obj, boolean finalStateUnknown) {
-        delete.accept(obj.getMetadata().getUid(), obj);
+        delete.accept(key(obj), obj);
       }
     };
+  }
+
+  /**
+   * An object's identity for claims: its UID, which a recreated object with the same name does not
+   * share (namespace/name only where a server sets no UID, as test servers may not).
+   */
+  public static String key(HasMetadata obj) {
+    String uid = obj.getMetadata().getUid();
+    return uid != null ? uid : obj.getMetadata().getNamespace() + "/" + obj.getMetadata().getName();
   }
 
   private synchronized void putNode(String uid, Node node) {

@@ -23,6 +23,7 @@ import java.util.List;
  * @param mode the egress selector mode (decides whether pod CIDRs may be dialled)
  * @param masking whether websocket frames to the server are masked
  * @param limits every limit the agent enforces
+ * @param kubernetes keep the allow-list current from the Kubernetes API, or null: flags only
  */
 public record AgentConfig(
     List<URI> servers,
@@ -34,7 +35,20 @@ public record AgentConfig(
     List<AllowRule> allow,
     EgressMode mode,
     Masking masking,
-    Limits limits) {
+    Limits limits,
+    Kubernetes kubernetes) {
+
+  /**
+   * The agent's view of the Kubernetes API: its own Node and the pods scheduled on it.
+   *
+   * @param kubeconfig the kubeconfig file, or null for in-cluster configuration
+   * @param clusterCidrs in cluster mode, destinations the agent may dial on any port
+   */
+  public record Kubernetes(Path kubeconfig, List<Cidr> clusterCidrs) {
+    public Kubernetes {
+      clusterCidrs = List.copyOf(clusterCidrs);
+    }
+  }
 
   /** Websocket masking of agent → server frames. RFC 6455 requires it; it costs CPU. */
   public enum Masking {
@@ -119,17 +133,38 @@ public record AgentConfig(
         List.of(),
         mode,
         Masking.AUTO,
-        Limits.defaults());
+        Limits.defaults(),
+        null);
   }
 
   public AgentConfig withKubeletPort(int port) {
     return new AgentConfig(
-        servers, nodeName, nodeAddresses, podCidrs, port, caCert, allow, mode, masking, limits);
+        servers,
+        nodeName,
+        nodeAddresses,
+        podCidrs,
+        port,
+        caCert,
+        allow,
+        mode,
+        masking,
+        limits,
+        kubernetes);
   }
 
   public AgentConfig withPodCidrs(List<Cidr> cidrs) {
     return new AgentConfig(
-        servers, nodeName, nodeAddresses, cidrs, kubeletPort, caCert, allow, mode, masking, limits);
+        servers,
+        nodeName,
+        nodeAddresses,
+        cidrs,
+        kubeletPort,
+        caCert,
+        allow,
+        mode,
+        masking,
+        limits,
+        kubernetes);
   }
 
   public AgentConfig withAllow(List<AllowRule> rules) {
@@ -143,7 +178,23 @@ public record AgentConfig(
         rules,
         mode,
         masking,
-        limits);
+        limits,
+        kubernetes);
+  }
+
+  public AgentConfig withKubernetes(Kubernetes k) {
+    return new AgentConfig(
+        servers,
+        nodeName,
+        nodeAddresses,
+        podCidrs,
+        kubeletPort,
+        caCert,
+        allow,
+        mode,
+        masking,
+        limits,
+        k);
   }
 
   public AgentConfig withLimits(Limits newLimits) {
@@ -157,6 +208,7 @@ public record AgentConfig(
         allow,
         mode,
         masking,
-        newLimits);
+        newLimits,
+        kubernetes);
   }
 }

@@ -10,6 +10,7 @@ import io.netty.channel.EventLoop;
 import io.netty.util.concurrent.Future;
 import java.net.InetAddress;
 import java.time.Duration;
+import java.util.function.Supplier;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -21,18 +22,20 @@ import org.slf4j.LoggerFactory;
 final class DialHandler {
   private static final Logger log = LoggerFactory.getLogger(DialHandler.class);
 
-  private final DialPolicy policy;
+  private final Supplier<DialPolicy> policies;
   private final TargetDialer dialer;
   private final int maxTimeoutMillis;
 
-  DialHandler(DialPolicy policy, TargetDialer dialer, Duration dialTimeout) {
-    this.policy = policy;
+  /** {@code policies} gives the policy in force now; it may change between dials. */
+  DialHandler(Supplier<DialPolicy> policies, TargetDialer dialer, Duration dialTimeout) {
+    this.policies = policies;
     this.dialer = dialer;
     this.maxTimeoutMillis = (int) Math.min(Integer.MAX_VALUE, dialTimeout.toMillis());
   }
 
   void dial(TunnelStream stream, Dial dial) {
     EventLoop loop = stream.session().eventLoop();
+    DialPolicy policy = policies.get();
     int timeout =
         dial.timeoutMillis() == 0
             ? maxTimeoutMillis
@@ -62,7 +65,7 @@ final class DialHandler {
 
   private void authorizeAndConnect(
       TunnelStream stream, EventLoop loop, InetAddress address, int port, int timeout) {
-    DialPolicy.Decision decision = policy.check(address, port);
+    DialPolicy.Decision decision = policies.get().check(address, port);
     if (!decision.allowed()) {
       log.info("refused dial of stream {}: {}", stream.id(), decision.reason());
       stream.dialFailed(DialStatus.FORBIDDEN, decision.reason());

@@ -6,15 +6,23 @@ import io.egresstunnel.proto.Limits;
 import io.egresstunnel.proto.net.TargetDialer;
 import io.egresstunnel.proto.net.Transport;
 import io.egresstunnel.proto.session.TunnelSession;
+import io.fabric8.kubernetes.client.Config;
+import io.fabric8.kubernetes.client.ConfigBuilder;
+import io.fabric8.kubernetes.client.KubernetesClient;
+import io.fabric8.kubernetes.client.KubernetesClientBuilder;
 import io.netty.channel.EventLoopGroup;
 import io.netty.handler.ssl.SslContext;
 import io.netty.handler.ssl.SslContextBuilder;
 import io.netty.util.concurrent.DefaultThreadFactory;
+import java.io.IOException;
 import java.net.URI;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Objects;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicReference;
 import javax.net.ssl.SSLException;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -29,19 +37,40 @@ public final class TunnelAgent implements AutoCloseable {
   private final AgentConfig config;
   private final EventLoopGroup group;
   private final TargetDialer dialer = new TargetDialer(2);
-  private final DialPolicy policy;
+  private final AtomicReference<DialPolicy> policy;
+  private final KubernetesClient kubernetesClient;
+  private final NodePolicySource policySource;
   private final List<ServerConnection> connections = new ArrayList<>();
 
   public TunnelAgent(AgentConfig config) throws SSLException {
     this.config = config;
     this.policy =
-        new DialPolicy(
-            config.mode(),
-            config.nodeName(),
-            config.nodeAddresses(),
-            config.podCidrs(),
-            config.kubeletPort(),
-            config.allow());
+        new AtomicReference<>(
+            new DialPolicy(
+                config.mode(),
+                config.nodeName(),
+                config.nodeAddresses(),
+                config.podCidrs(),
+                config.kubeletPort(),
+                config.allow()));
+    if (config.kubernetes() != null) {
+      Path kubeconfig = config.kubernetes().kubeconfig();
+      Config k8s;
+      try {
+        k8s =
+            kubeconfig == null
+                ? new ConfigBuilder().build()
+                : Config.fromKubeconfig(Files.readString(kubeconfig));
+      } catch (IOException e) {
+        throw new IllegalArgumentException(
+            "cannot read --kubeconfig " + kubeconfig + ": " + e.getMessage(), e);
+      }
+      this.kubernetesClient = new KubernetesClientBuilder().withConfig(k8s).build();
+      this.policySource = new NodePolicySource(config, policy);
+    } else {
+      this.kubernetesClient = null;
+      this.policySource = null;
+    }
     this.group =
         Transport.newGroup(config.limits().threads(), new DefaultThreadFactory("agent-io", true));
     AgentHello hello =
@@ -55,7 +84,7 @@ public final class TunnelAgent implements AutoCloseable {
             config.nodeName(),
             config.nodeAddresses(),
             config.podCidrs());
-    DialHandler dialHandler = new DialHandler(policy, dialer, config.limits().dialTimeout());
+    DialHandler dialHandler = new DialHandler(policy::get, dialer, config.limits().dialTimeout());
     SslContext tls = null;
     for (URI server : config.servers()) {
       if ("wss".equals(server.getScheme()) && tls == null) {
@@ -81,7 +110,10 @@ public final class TunnelAgent implements AutoCloseable {
   }
 
   public TunnelAgent start() {
-    log.info("tunnel-agent for node {}: {}", config.nodeName(), policy.describe());
+    if (policySource != null) {
+      policySource.start(kubernetesClient);
+    }
+    log.info("tunnel-agent for node {}: {}", config.nodeName(), policy.get().describe());
     connections.forEach(ServerConnection::start);
     return this;
   }
@@ -95,10 +127,21 @@ public final class TunnelAgent implements AutoCloseable {
     return config;
   }
 
+  /** The dial policy in force now. */
+  public DialPolicy policy() {
+    return policy.get();
+  }
+
   @Override
   public void close() {
     connections.forEach(ServerConnection::stop);
     group.shutdownGracefully(0, 2, TimeUnit.SECONDS).syncUninterruptibly();
     dialer.close();
+    if (policySource != null) {
+      policySource.close();
+    }
+    if (kubernetesClient != null) {
+      kubernetesClient.close();
+    }
   }
 }

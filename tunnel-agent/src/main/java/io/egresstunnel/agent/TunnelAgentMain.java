@@ -77,6 +77,27 @@ public final class TunnelAgentMain implements Callable<Integer> {
   List<String> allow = new ArrayList<>();
 
   @Option(
+      names = "--kubeconfig",
+      paramLabel = "FILE",
+      description =
+          "Keep the allow-list current from the Kubernetes API: this node's addresses and kubelet"
+              + " port, the IPs of the pods scheduled here (pod and cluster modes), hostNetwork"
+              + " pods' TCP ports (pod mode) and --cluster-cidr (cluster mode).")
+  Path kubeconfig;
+
+  @Option(
+      names = "--in-cluster",
+      description = "As --kubeconfig, with the pod's service account (in-cluster configuration).")
+  boolean inCluster;
+
+  @Option(
+      names = "--cluster-cidr",
+      paramLabel = "CIDR",
+      description =
+          "In cluster mode with the API: a cluster CIDR this agent may dial (repeatable).")
+  List<String> clusterCidrs = new ArrayList<>();
+
+  @Option(
       names = "--mode",
       defaultValue = "agent",
       description =
@@ -215,7 +236,25 @@ public final class TunnelAgentMain implements Callable<Integer> {
         rules,
         EgressMode.parse(mode),
         masking,
-        limits);
+        limits,
+        kubernetes());
+  }
+
+  private AgentConfig.Kubernetes kubernetes() {
+    List<Cidr> clusterCidrList = new ArrayList<>();
+    for (String c : clusterCidrs) {
+      clusterCidrList.add(Cidr.parse(c));
+    }
+    if (kubeconfig != null && inCluster) {
+      throw new IllegalArgumentException("--kubeconfig and --in-cluster exclude each other");
+    }
+    if (kubeconfig == null && !inCluster) {
+      if (!clusterCidrList.isEmpty()) {
+        throw new IllegalArgumentException("--cluster-cidr needs --kubeconfig or --in-cluster");
+      }
+      return null;
+    }
+    return new AgentConfig.Kubernetes(kubeconfig, clusterCidrList);
   }
 
   @Override

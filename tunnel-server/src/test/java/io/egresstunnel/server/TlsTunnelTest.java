@@ -122,7 +122,8 @@ class TlsTunnelTest {
                     simple.allow(),
                     simple.mode(),
                     simple.masking(),
-                    simple.limits()))
+                    simple.limits(),
+                    null))
             .start();
     await()
         .atMost(Duration.ofSeconds(20))

@@ -31,10 +31,10 @@ import org.slf4j.LoggerFactory;
  * (discovery.k8s.io/v1); {@code disabled} watches nothing.
  *
  * <ul>
- *   <li>Nodes: every address (InternalIP, ExternalIP, either family), the name, the kubelet port
- *       ({@code status.daemonEndpoints.kubeletEndpoint.Port}, 10250 if unset) and {@code
- *       spec.podCIDRs}. The CIDRs are used in {@code pod} mode only: cluster mode exists for CNIs
- *       that ignore them.
+ *   <li>Nodes: every address (InternalIP, ExternalIP, either family), the name and every Hostname,
+ *       InternalDNS and ExternalDNS address as further names, the kubelet port ({@code
+ *       status.daemonEndpoints.kubeletEndpoint.Port}, 10250 if unset) and {@code spec.podCIDRs}.
+ *       The CIDRs are used in {@code pod} mode only: cluster mode exists for CNIs that ignore them.
  *   <li>Pods: {@code status.podIPs} → {@code spec.nodeName}. hostNetwork pods and pods not yet
  *       scheduled are skipped.
  *   <li>EndpointSlices: every address of every endpoint that names its node.
@@ -60,6 +60,7 @@ public final class KubernetesRouteSource implements Router, AutoCloseable {
 
   // Guarded by this. LinkedHashMaps keep update order: later updates win conflicting claims.
   private final LinkedHashMap<String, NodeInfo> nodes = new LinkedHashMap<>();
+  private final Map<String, List<String>> nodeAliases = new java.util.HashMap<>();
   private final LinkedHashMap<String, Claims> pods = new LinkedHashMap<>();
   private final LinkedHashMap<String, Claims> slices = new LinkedHashMap<>();
   private boolean rebuildScheduled;
@@ -178,14 +179,20 @@ public final class KubernetesRouteSource implements Router, AutoCloseable {
   private synchronized void putNode(String uid, Node node) {
     String name = node.getMetadata().getName();
     List<InetAddress> addresses = new ArrayList<>();
+    List<String> aliases = new ArrayList<>();
     if (node.getStatus() != null && node.getStatus().getAddresses() != null) {
       for (NodeAddress a : node.getStatus().getAddresses()) {
         InetAddress ip = literal(a.getAddress());
-        if (ip != null && !addresses.contains(ip)) {
-          addresses.add(ip); // InternalIP and ExternalIP; names are matched by node name
+        if (ip != null) {
+          if (!addresses.contains(ip)) {
+            addresses.add(ip); // InternalIP and ExternalIP, either family
+          }
+        } else if (a.getAddress() != null && !a.getAddress().equalsIgnoreCase(name)) {
+          aliases.add(a.getAddress()); // Hostname, InternalDNS, ExternalDNS
         }
       }
     }
+    nodeAliases.put(name, aliases);
     List<Cidr> cidrs = new ArrayList<>();
     if (mode == EgressMode.POD && node.getSpec() != null) {
       List<String> specCidrs = node.getSpec().getPodCIDRs();
@@ -216,6 +223,7 @@ public final class KubernetesRouteSource implements Router, AutoCloseable {
 
   private synchronized void removeNode(String uid, Node node) {
     nodes.remove(node.getMetadata().getName());
+    nodeAliases.remove(node.getMetadata().getName());
     scheduleRebuild();
   }
 
@@ -293,7 +301,12 @@ public final class KubernetesRouteSource implements Router, AutoCloseable {
     Map<String, NodeInfo> byName;
     synchronized (this) {
       rebuildScheduled = false;
-      nodes.values().forEach(b::node);
+      for (NodeInfo n : nodes.values()) {
+        b.node(n);
+        for (String alias : nodeAliases.getOrDefault(n.name(), List.of())) {
+          b.alias(alias, n.name());
+        }
+      }
       // Slices first, pods last: a pod's own IP is the more specific claim.
       for (Map<String, Claims> source : List.of(slices, pods)) {
         for (Claims c : source.values()) {

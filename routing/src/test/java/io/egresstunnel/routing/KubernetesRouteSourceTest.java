@@ -106,6 +106,26 @@ class KubernetesRouteSourceTest {
   }
 
   @Test
+  void hostnameAndDnsAddressesAreNamesOfTheNode() {
+    Node n = node("ip-10-0-0-21", 10250, List.of("10.0.0.21"), List.of());
+    n.getStatus()
+        .getAddresses()
+        .add(new io.fabric8.kubernetes.api.model.NodeAddress("worker-21.internal", "InternalDNS"));
+    n.getStatus()
+        .getAddresses()
+        .add(
+            new io.fabric8.kubernetes.api.model.NodeAddress(
+                "worker-21.example.com", "ExternalDNS"));
+    client.nodes().resource(n).create();
+    start(EgressMode.AGENT, null);
+    eventually("worker-21.internal", 10250, via("ip-10-0-0-21"));
+    eventually("WORKER-21.example.com", 10010, via("ip-10-0-0-21"));
+    assertThat(source.route("worker-21.internal", 443)).isEqualTo(Route.DIRECT);
+    client.nodes().withName("ip-10-0-0-21").delete();
+    eventually("worker-21.internal", 10250, Route.DIRECT);
+  }
+
+  @Test
   void podModeRoutesPodCidrsAndFollowsNodeUpdatesAndDeletes() {
     client
         .nodes()

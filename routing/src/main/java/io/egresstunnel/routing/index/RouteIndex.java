@@ -216,6 +216,16 @@ public final class RouteIndex {
       return this;
     }
 
+    /**
+     * Another name of {@code node} (a Hostname, InternalDNS or ExternalDNS address): routes its
+     * kubelet ports like the node's own name. Add it after the node.
+     */
+    public Builder alias(String name, String node) {
+      nameKeys.add(name);
+      nameValues.add(indexOf(node));
+      return this;
+    }
+
     /** A pod or endpoint IP that lives on {@code node} (cluster mode). */
     public Builder podIp(InetAddress ip, String node) {
       podAddresses.add(ip.getAddress(), indexOf(node));

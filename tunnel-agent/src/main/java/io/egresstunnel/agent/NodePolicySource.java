@@ -30,8 +30,9 @@ import org.slf4j.LoggerFactory;
  * <ul>
  *   <li>the node's addresses (from the Node object; the flags until it is seen) on the kubelet port
  *       of the Node object and the streaming port, always;
- *   <li>in pod and cluster modes, the IPs of the pods on this node (any port); in pod mode also the
- *       node's pod CIDRs and the TCP ports that hostNetwork pods declare, on the node addresses;
+ *   <li>in pod and cluster modes, the IPs of the pods on this node (any port) and the TCP ports
+ *       that its hostNetwork pods declare, on the node addresses (their endpoints are node IPs); in
+ *       pod mode also the node's pod CIDRs;
  *   <li>in cluster mode, the {@code --cluster-cidr} ranges;
  *   <li>the {@code --allow} rules, always.
  * </ul>
@@ -192,15 +193,14 @@ final class NodePolicySource implements AutoCloseable {
       boolean hostNetwork =
           p.getSpec() != null && Boolean.TRUE.equals(p.getSpec().getHostNetwork());
       if (hostNetwork) {
-        if (config.mode() == EgressMode.POD) {
-          for (Container c : nullSafe(p.getSpec().getContainers())) {
-            for (ContainerPort port : nullSafe(c.getPorts())) {
-              if ((port.getProtocol() == null || "TCP".equals(port.getProtocol()))
-                  && port.getContainerPort() != null) {
-                for (InetAddress a : addresses) {
-                  rules.add(
-                      new AllowRule(host(a), port.getContainerPort(), port.getContainerPort()));
-                }
+        // Their declared ports on the node's addresses: the server routes pod mode's node-local
+        // services and cluster mode's EndpointSlice addresses of hostNetwork pods here.
+        for (Container c : nullSafe(p.getSpec().getContainers())) {
+          for (ContainerPort port : nullSafe(c.getPorts())) {
+            if ((port.getProtocol() == null || "TCP".equals(port.getProtocol()))
+                && port.getContainerPort() != null) {
+              for (InetAddress a : addresses) {
+                rules.add(new AllowRule(host(a), port.getContainerPort(), port.getContainerPort()));
               }
             }
           }

@@ -6,18 +6,13 @@ import io.egresstunnel.proto.Limits;
 import io.egresstunnel.proto.net.TargetDialer;
 import io.egresstunnel.proto.net.Transport;
 import io.egresstunnel.proto.session.TunnelSession;
-import io.fabric8.kubernetes.client.Config;
-import io.fabric8.kubernetes.client.ConfigBuilder;
+import io.egresstunnel.routing.KubernetesClients;
 import io.fabric8.kubernetes.client.KubernetesClient;
-import io.fabric8.kubernetes.client.KubernetesClientBuilder;
 import io.netty.channel.EventLoopGroup;
 import io.netty.handler.ssl.SslContext;
 import io.netty.handler.ssl.SslContextBuilder;
 import io.netty.util.concurrent.DefaultThreadFactory;
-import java.io.IOException;
 import java.net.URI;
-import java.nio.file.Files;
-import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Objects;
@@ -54,18 +49,7 @@ public final class TunnelAgent implements AutoCloseable {
                 config.kubeletPort(),
                 config.allow()));
     if (config.kubernetes() != null) {
-      Path kubeconfig = config.kubernetes().kubeconfig();
-      Config k8s;
-      try {
-        k8s =
-            kubeconfig == null
-                ? new ConfigBuilder().build()
-                : Config.fromKubeconfig(Files.readString(kubeconfig));
-      } catch (IOException e) {
-        throw new IllegalArgumentException(
-            "cannot read --kubeconfig " + kubeconfig + ": " + e.getMessage(), e);
-      }
-      this.kubernetesClient = new KubernetesClientBuilder().withConfig(k8s).build();
+      this.kubernetesClient = KubernetesClients.create(config.kubernetes().kubeconfig());
       this.policySource = new NodePolicySource(config, policy);
     } else {
       this.kubernetesClient = null;

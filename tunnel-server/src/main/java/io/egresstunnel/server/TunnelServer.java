@@ -6,12 +6,10 @@ import io.egresstunnel.proto.net.Transport;
 import io.egresstunnel.proto.session.SessionPipeline;
 import io.egresstunnel.proto.session.TunnelSession;
 import io.egresstunnel.routing.DeclaredRouter;
+import io.egresstunnel.routing.KubernetesClients;
 import io.egresstunnel.routing.KubernetesRouteSource;
 import io.egresstunnel.routing.Router;
-import io.fabric8.kubernetes.client.Config;
-import io.fabric8.kubernetes.client.ConfigBuilder;
 import io.fabric8.kubernetes.client.KubernetesClient;
-import io.fabric8.kubernetes.client.KubernetesClientBuilder;
 import io.netty.bootstrap.ServerBootstrap;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelInitializer;
@@ -34,7 +32,6 @@ import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.net.SocketAddress;
 import java.nio.file.Files;
-import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermissions;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -74,12 +71,7 @@ public final class TunnelServer implements AutoCloseable {
     this.config = config;
     this.declaredRouter = new DeclaredRouter(config.mode());
     if (config.kubernetes() != null) {
-      Path kubeconfig = config.kubernetes().kubeconfig();
-      Config k8s =
-          kubeconfig == null
-              ? new ConfigBuilder().build()
-              : Config.fromKubeconfig(readKubeconfig(kubeconfig));
-      this.kubernetesClient = new KubernetesClientBuilder().withConfig(k8s).build();
+      this.kubernetesClient = KubernetesClients.create(config.kubernetes().kubeconfig());
       this.apiRoutes =
           new KubernetesRouteSource(
               kubernetesClient,
@@ -293,15 +285,6 @@ public final class TunnelServer implements AutoCloseable {
     return started
         && listeners.stream().allMatch(Channel::isActive)
         && (apiRoutes == null || apiRoutes.isSynced());
-  }
-
-  private static String readKubeconfig(Path file) {
-    try {
-      return Files.readString(file);
-    } catch (IOException e) {
-      throw new IllegalArgumentException(
-          "cannot read --kubeconfig " + file + ": " + e.getMessage(), e);
-    }
   }
 
   /** The bound CONNECT address (useful with port 0). */

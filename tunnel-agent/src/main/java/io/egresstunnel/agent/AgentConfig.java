@@ -24,6 +24,7 @@ import java.util.List;
  * @param masking whether websocket frames to the server are masked
  * @param limits every limit the agent enforces
  * @param kubernetes keep the allow-list current from the Kubernetes API, or null: flags only
+ * @param tokenFile a file holding the bearer token for the servers, or null
  */
 public record AgentConfig(
     List<URI> servers,
@@ -36,7 +37,8 @@ public record AgentConfig(
     EgressMode mode,
     Masking masking,
     Limits limits,
-    Kubernetes kubernetes) {
+    Kubernetes kubernetes,
+    Path tokenFile) {
 
   /**
    * The agent's view of the Kubernetes API: its own Node and the pods scheduled on it.
@@ -134,6 +136,7 @@ public record AgentConfig(
         mode,
         Masking.AUTO,
         Limits.defaults(),
+        null,
         null);
   }
 
@@ -149,7 +152,8 @@ public record AgentConfig(
         mode,
         masking,
         limits,
-        kubernetes);
+        kubernetes,
+        tokenFile);
   }
 
   public AgentConfig withPodCidrs(List<Cidr> cidrs) {
@@ -164,7 +168,8 @@ public record AgentConfig(
         mode,
         masking,
         limits,
-        kubernetes);
+        kubernetes,
+        tokenFile);
   }
 
   public AgentConfig withAllow(List<AllowRule> rules) {
@@ -179,7 +184,8 @@ public record AgentConfig(
         mode,
         masking,
         limits,
-        kubernetes);
+        kubernetes,
+        tokenFile);
   }
 
   public AgentConfig withKubernetes(Kubernetes k) {
@@ -194,7 +200,8 @@ public record AgentConfig(
         mode,
         masking,
         limits,
-        k);
+        k,
+        tokenFile);
   }
 
   public AgentConfig withLimits(Limits newLimits) {
@@ -209,6 +216,7 @@ public record AgentConfig(
         mode,
         masking,
         newLimits,
-        kubernetes);
+        kubernetes,
+        tokenFile);
   }
 }

@@ -45,6 +45,7 @@ final class ServerConnection implements TunnelSession.Listener {
   private final DialHandler dialHandler;
   private final Backoff backoff;
   private final boolean masking;
+  private final io.netty.handler.codec.http.HttpHeaders upgradeHeaders;
   private volatile boolean stopped;
   private volatile TunnelSession session;
   private volatile Channel channel;
@@ -63,12 +64,29 @@ final class ServerConnection implements TunnelSession.Listener {
     this.hello = hello;
     this.dialHandler = dialHandler;
     this.backoff = new Backoff(config.limits().reconnectMin(), config.limits().reconnectMax());
+    this.upgradeHeaders = upgradeHeaders(config);
     this.masking =
         switch (config.masking()) {
           case ALWAYS -> true;
           case NEVER -> false;
           case AUTO -> !"wss".equals(uri.getScheme());
         };
+  }
+
+  /** The node (always) and the bearer token (with --token-file) for the upgrade request. */
+  private static io.netty.handler.codec.http.HttpHeaders upgradeHeaders(AgentConfig config) {
+    var h = new io.netty.handler.codec.http.DefaultHttpHeaders();
+    h.set("X-Egress-Tunnel-Node", config.nodeName());
+    if (config.tokenFile() != null) {
+      try {
+        String token = java.nio.file.Files.readString(config.tokenFile()).strip();
+        h.set(io.netty.handler.codec.http.HttpHeaderNames.AUTHORIZATION, "Bearer " + token);
+      } catch (java.io.IOException e) {
+        throw new IllegalArgumentException(
+            "cannot read --token-file " + config.tokenFile() + ": " + e.getMessage(), e);
+      }
+    }
+    return h;
   }
 
   /** The URL with the tunnel path, unless the base already names a path. */
@@ -190,6 +208,7 @@ final class ServerConnection implements TunnelSession.Listener {
                   .handshakeTimeoutMillis(limits.handshakeTimeout().toMillis())
                   .maxFramePayloadLength(Limits.HEADER_SIZE + limits.maxFramePayload())
                   .performMasking(masking)
+                  .customHeaders(upgradeHeaders)
                   .allowMaskMismatch(true)
                   .build()));
       p.addLast("upgrade-watch", new UpgradeWatcher());

@@ -71,6 +71,13 @@ public final class TunnelAgentMain implements Callable<Integer> {
   Path caCert;
 
   @Option(
+      names = "--token-file",
+      paramLabel = "FILE",
+      description =
+          "A file holding the bearer token to present to the servers (--agent-token-file).")
+  Path tokenFile;
+
+  @Option(
       names = "--allow",
       paramLabel = "CIDR[:PORT[-PORT]]",
       description = "Extra destination this agent may dial, e.g. 10.0.0.0/8:443 (repeatable).")
@@ -237,7 +244,8 @@ public final class TunnelAgentMain implements Callable<Integer> {
         EgressMode.parse(mode),
         masking,
         limits,
-        kubernetes());
+        kubernetes(),
+        tokenFile);
   }
 
   private AgentConfig.Kubernetes kubernetes() {

@@ -59,6 +59,19 @@ public final class AgentRegistry implements TunnelSession.Listener {
   }
 
   @Override
+  public String refuse(TunnelSession session, AgentHello hello) {
+    String authenticated = session.channel().attr(AgentAuthHandler.AUTHENTICATED_NODE).get();
+    if (authenticated != null && !authenticated.equals(hello.nodeName())) {
+      log.warn(
+          "agent authenticated for node {} declared node {}; refused",
+          authenticated,
+          hello.nodeName());
+      return "authenticated for node " + authenticated + " but declared node " + hello.nodeName();
+    }
+    return null;
+  }
+
+  @Override
   public void onEstablished(TunnelSession session) {
     AgentHello hello = session.agentHello();
     byNode.computeIfAbsent(hello.nodeName(), n -> new ConcurrentLinkedDeque<>()).addFirst(session);

@@ -20,6 +20,8 @@ import java.time.Duration;
  * @param serverCount how many servers serve the cluster
  * @param limits every limit the server enforces
  * @param kubernetes where routes come from the Kubernetes API, or null for agent hellos
+ * @param agentTokenFile bearer tokens agents must present (see {@code AgentAuthenticator}), or null
+ *     to admit agents without one
  */
 public record ServerConfig(
     EgressMode mode,
@@ -32,7 +34,8 @@ public record ServerConfig(
     String serverId,
     int serverCount,
     Limits limits,
-    Kubernetes kubernetes) {
+    Kubernetes kubernetes,
+    Path agentTokenFile) {
 
   /**
    * Routing from the Kubernetes API.
@@ -139,6 +142,7 @@ public record ServerConfig(
         "server-1",
         1,
         Limits.defaults(),
+        null,
         null);
   }
 
@@ -154,7 +158,8 @@ public record ServerConfig(
         serverId,
         serverCount,
         newLimits,
-        kubernetes);
+        kubernetes,
+        agentTokenFile);
   }
 
   public ServerConfig withKubernetes(Kubernetes k) {
@@ -169,6 +174,23 @@ public record ServerConfig(
         serverId,
         serverCount,
         limits,
-        k);
+        k,
+        agentTokenFile);
+  }
+
+  public ServerConfig withAgentTokenFile(Path tokens) {
+    return new ServerConfig(
+        mode,
+        connectListen,
+        udsPath,
+        agentListen,
+        adminListen,
+        tls,
+        agentTls,
+        serverId,
+        serverCount,
+        limits,
+        kubernetes,
+        tokens);
   }
 }

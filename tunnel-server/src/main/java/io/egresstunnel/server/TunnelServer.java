@@ -58,6 +58,7 @@ public final class TunnelServer implements AutoCloseable {
   private final KubernetesRouteSource apiRoutes;
   private final Router router;
   private final AgentRegistry registry;
+  private final AgentAuthenticator authenticator;
   private final TargetDialer dialer = new TargetDialer(2);
   private final EventLoopGroup bossGroup;
   private final EventLoopGroup workerGroup;
@@ -85,6 +86,15 @@ public final class TunnelServer implements AutoCloseable {
       this.router = declaredRouter;
     }
     this.registry = new AgentRegistry(declaredRouter, apiRoutes);
+    try {
+      this.authenticator =
+          config.agentTokenFile() == null
+              ? null
+              : AgentAuthenticator.fromFile(config.agentTokenFile());
+    } catch (java.io.IOException e) {
+      throw new IllegalArgumentException(
+          "cannot read --agent-token-file " + config.agentTokenFile() + ": " + e.getMessage(), e);
+    }
     this.bossGroup = Transport.newGroup(1, new DefaultThreadFactory("tunnel-accept", true));
     this.workerGroup =
         Transport.newGroup(config.limits().threads(), new DefaultThreadFactory("tunnel-io", true));
@@ -215,6 +225,9 @@ public final class TunnelServer implements AutoCloseable {
                 }
                 p.addLast("http", new HttpServerCodec());
                 p.addLast("http-aggregator", new HttpObjectAggregator(8192));
+                if (authenticator != null) {
+                  p.addLast("agent-auth", new AgentAuthHandler(authenticator));
+                }
                 p.addLast("websocket", new WebSocketServerProtocolHandler(wsConfig));
                 SessionPipeline.install(
                     p,

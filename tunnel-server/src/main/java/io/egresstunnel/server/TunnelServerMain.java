@@ -123,6 +123,15 @@ public final class TunnelServerMain implements Callable<Integer> {
   String nodeName;
 
   @Option(
+      names = "--agent-token-file",
+      paramLabel = "FILE",
+      description =
+          "Agents must present one of these bearer tokens at the websocket upgrade (401"
+              + " otherwise). One token per line, optionally followed by the nodes it may speak"
+              + " for: 'TOKEN node-a,node-b' (403 for any other node).")
+  Path agentTokenFile;
+
+  @Option(
       names = "--server-id",
       description = "This server's id among the cluster's servers. Default: the host name.")
   String serverId;
@@ -269,7 +278,8 @@ public final class TunnelServerMain implements Callable<Integer> {
         serverId != null ? serverId : InetAddress.getLocalHost().getHostName(),
         Limits.check("--server-count", serverCount, 1, 0xFFFF),
         limits,
-        kubernetes());
+        kubernetes(),
+        agentTokenFile);
   }
 
   private ServerConfig.Kubernetes kubernetes() {

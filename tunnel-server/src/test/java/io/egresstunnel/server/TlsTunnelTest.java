@@ -101,6 +101,7 @@ class TlsTunnelTest {
                     "s",
                     1,
                     plain.limits(),
+                    null,
                     null))
             .start();
     AgentConfig simple =
@@ -123,6 +124,7 @@ class TlsTunnelTest {
                     simple.mode(),
                     simple.masking(),
                     simple.limits(),
+                    null,
                     null))
             .start();
     await()

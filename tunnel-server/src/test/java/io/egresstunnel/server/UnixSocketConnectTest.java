@@ -35,6 +35,7 @@ class UnixSocketConnectTest {
             "s",
             1,
             base.limits(),
+            null,
             null);
     try (TunnelServer server = new TunnelServer(config).start();
         TestTarget echo = new TestTarget("127.0.0.1", 0, TestTarget::echo);

@@ -79,6 +79,14 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
 
   /** What a session tells its owner. Called on the session's event loop. */
   public interface Listener {
+    /**
+     * Server: whether to accept this agent's hello; a non-null reason refuses it (the session
+     * closes with that reason before any stream).
+     */
+    default String refuse(TunnelSession session, AgentHello hello) {
+      return null;
+    }
+
     /** The hellos were exchanged; streams may flow. */
     default void onEstablished(TunnelSession session) {}
 
@@ -422,6 +430,11 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
                 + hello.minVersion()
                 + ".."
                 + hello.maxVersion());
+        return;
+      }
+      String refusal = listener.refuse(this, hello);
+      if (refusal != null) {
+        closeWithError(ErrorCode.PROTOCOL_ERROR, refusal);
         return;
       }
       agentHello = hello;

@@ -51,6 +51,7 @@ final class ConnectHandler extends ChannelInboundHandlerAdapter {
 
   private final TunnelServer server;
   private boolean requestSeen;
+  private io.netty.util.concurrent.ScheduledFuture<?> requestTimer;
 
   ConnectHandler(TunnelServer server) {
     this.server = server;
@@ -58,8 +59,36 @@ final class ConnectHandler extends ChannelInboundHandlerAdapter {
 
   @Override
   public void channelActive(ChannelHandlerContext ctx) {
+    // Slowloris: the whole request must arrive within the read timeout.
+    long timeout = server.config().limits().connectReadTimeout().toMillis();
+    requestTimer =
+        ctx.executor()
+            .schedule(
+                () -> {
+                  if (!requestSeen && ctx.channel().isActive()) {
+                    respond(
+                        ctx,
+                        HttpResponseStatus.REQUEST_TIMEOUT,
+                        "the CONNECT request was not complete within " + timeout + " ms");
+                  }
+                },
+                timeout,
+                java.util.concurrent.TimeUnit.MILLISECONDS);
     ctx.read();
     ctx.fireChannelActive();
+  }
+
+  @Override
+  public void channelInactive(ChannelHandlerContext ctx) {
+    cancelRequestTimer();
+    ctx.fireChannelInactive();
+  }
+
+  private void cancelRequestTimer() {
+    if (requestTimer != null) {
+      requestTimer.cancel(false);
+      requestTimer = null;
+    }
   }
 
   @Override
@@ -67,6 +96,7 @@ final class ConnectHandler extends ChannelInboundHandlerAdapter {
     try {
       if (msg instanceof HttpRequest request && !requestSeen) {
         requestSeen = true;
+        cancelRequestTimer();
         handle(ctx, request);
       }
     } finally {

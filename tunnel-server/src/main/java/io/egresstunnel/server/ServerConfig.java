@@ -58,6 +58,7 @@ public record ServerConfig(
    * @param dialTimeout how long an agent may take to connect a target
    * @param maxHeaderBytes largest CONNECT request header block
    * @param maxRequestLine longest CONNECT request line
+   * @param connectReadTimeout how long a client may take to send its whole CONNECT request
    * @param handshakeTimeout how long an agent may take for the websocket upgrade and hello
    * @param pingInterval how often a quiet session is pinged
    * @param pingTimeout how long a session may stay silent before it is closed
@@ -72,6 +73,7 @@ public record ServerConfig(
       Duration dialTimeout,
       int maxHeaderBytes,
       int maxRequestLine,
+      Duration connectReadTimeout,
       Duration handshakeTimeout,
       Duration pingInterval,
       Duration pingTimeout,
@@ -87,6 +89,7 @@ public record ServerConfig(
           timeout,
           maxHeaderBytes,
           maxRequestLine,
+          connectReadTimeout,
           handshakeTimeout,
           pingInterval,
           pingTimeout,
@@ -103,6 +106,24 @@ public record ServerConfig(
           dialTimeout,
           maxHeaderBytes,
           maxRequestLine,
+          connectReadTimeout,
+          handshakeTimeout,
+          pingInterval,
+          pingTimeout,
+          listenBacklog,
+          threads);
+    }
+
+    public Limits withConnectReadTimeout(Duration timeout) {
+      return new Limits(
+          initialWindow,
+          maxFramePayload,
+          maxStreamsPerAgent,
+          maxPendingDialsPerAgent,
+          dialTimeout,
+          maxHeaderBytes,
+          maxRequestLine,
+          timeout,
           handshakeTimeout,
           pingInterval,
           pingTimeout,
@@ -120,6 +141,7 @@ public record ServerConfig(
           Duration.ofSeconds(10),
           8 * 1024,
           4 * 1024,
+          Duration.ofSeconds(10),
           Duration.ofSeconds(10),
           Duration.ofSeconds(15),
           Duration.ofSeconds(45),

@@ -185,6 +185,15 @@ public final class TunnelServerMain implements Callable<Integer> {
   String maxHeaderBytes;
 
   @Option(
+      names = "--connect-read-timeout",
+      paramLabel = "DURATION",
+      defaultValue = "10s",
+      description =
+          "A client must send its whole CONNECT request within this time, or gets 408 (slowloris)."
+              + " Default: ${DEFAULT-VALUE}.")
+  String connectReadTimeout;
+
+  @Option(
       names = "--handshake-timeout",
       paramLabel = "DURATION",
       defaultValue = "10s",
@@ -261,6 +270,7 @@ public final class TunnelServerMain implements Callable<Integer> {
             Units.parsePositiveDuration("--dial-timeout", dialTimeout),
             Limits.check("--max-header-bytes", Units.parseSize(maxHeaderBytes), 256, 1 << 20),
             4096,
+            Units.parsePositiveDuration("--connect-read-timeout", connectReadTimeout),
             Units.parsePositiveDuration("--handshake-timeout", handshakeTimeout),
             Units.parsePositiveDuration("--ping-interval", pingInterval),
             Units.parsePositiveDuration("--ping-timeout", pingTimeout),

@@ -76,6 +76,9 @@ final class DialHandler {
         f -> {
           if (f.isSuccess()) {
             stream.dialSucceeded(connected.getNow());
+          } else if (f.isCancelled() || loop.isShuttingDown()) {
+            // The agent is going away: the server answers 503, as for any lost agent.
+            stream.dialFailed(DialStatus.DRAINING, "the agent is shutting down");
           } else {
             DialStatus status = TargetDialer.classify(f.cause());
             log.debug("dial of stream {} to {} failed: {}", stream.id(), stream.target(), status);

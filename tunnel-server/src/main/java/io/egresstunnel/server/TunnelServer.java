@@ -17,7 +17,6 @@ import io.netty.channel.ChannelOption;
 import io.netty.channel.ChannelPipeline;
 import io.netty.channel.EventLoopGroup;
 import io.netty.channel.WriteBufferWaterMark;
-import io.netty.channel.unix.DomainSocketAddress;
 import io.netty.handler.codec.http.HttpDecoderConfig;
 import io.netty.handler.codec.http.HttpObjectAggregator;
 import io.netty.handler.codec.http.HttpServerCodec;
@@ -115,7 +114,7 @@ public final class TunnelServer implements AutoCloseable {
       if (config.udsPath() != null) {
         Files.deleteIfExists(config.udsPath());
         ServerBootstrap uds = connectBootstrap(Transport.domainServerChannel(), null);
-        bind(uds, new DomainSocketAddress(config.udsPath().toFile()), "CONNECT (Unix socket)");
+        bind(uds, Transport.domainSocketAddress(config.udsPath()), "CONNECT (Unix socket)");
         Files.setPosixFilePermissions(
             config.udsPath(), PosixFilePermissions.fromString("rw-------"));
       }

@@ -55,11 +55,10 @@ class ConnectHardeningTest {
 
   @Test
   void tenThousandMalformedRequestsEachGetAnErrorWhileATransferStaysIntact() throws Exception {
-    // The transfer goes through an agent, the tunnel's main path. (Through the direct path,
-    // Splice, this load currently truncates the transfer: a known bug, see docs/architecture.md.)
-    try (TunnelFixture fx = new TunnelFixture(EgressMode.POD);
+    // Through the direct path (Splice): this load once exposed the epoll transport losing the
+    // tail of the transfer (see Transport).
+    try (TunnelFixture fx = new TunnelFixture(EgressMode.DISABLED);
         TestTarget echo = new TestTarget("127.3.1.10", 0, TestTarget::echo)) {
-      fx.startAgent(fx.agentConfig("node-h", "127.0.3.1", "127.3.1.0/24", EgressMode.POD));
       ConnectClient.Answer bulk =
           ConnectClient.connect(fx.proxy(), echo.address() + ":" + echo.port());
       assertThat(bulk.status()).isEqualTo(200);

@@ -15,13 +15,21 @@ import io.netty.channel.epoll.EpollSocketChannel;
 import io.netty.channel.nio.NioIoHandler;
 import io.netty.channel.socket.DuplexChannel;
 import io.netty.channel.socket.SocketChannel;
+import io.netty.channel.socket.nio.NioServerDomainSocketChannel;
 import io.netty.channel.socket.nio.NioServerSocketChannel;
 import io.netty.channel.socket.nio.NioSocketChannel;
 import java.util.concurrent.ThreadFactory;
 
-/** Native epoll where the platform has it, NIO otherwise; one place that chooses. */
+/**
+ * The one place that chooses the transport. NIO by default: Netty 4.2.18's epoll transport deletes
+ * a channel's fd from epoll once its interest set is empty (after a half-close, say) but keeps
+ * modifying it afterwards, so a write that then has to wait for EPOLLOUT fails with ENOENT and the
+ * output is shut down, losing data (found by ConnectHardeningTest). {@code
+ * -Degress.transport=epoll} selects epoll where it is available.
+ */
 public final class Transport {
-  private static final boolean EPOLL = Epoll.isAvailable();
+  private static final boolean EPOLL =
+      "epoll".equals(System.getProperty("egress.transport", "nio")) && Epoll.isAvailable();
 
   /**
    * Socket reads start at 128 KiB and may grow to 256 KiB: big chunks halve CPU per GB, and a
@@ -55,13 +63,16 @@ public final class Transport {
     return EPOLL ? EpollSocketChannel.class : NioSocketChannel.class;
   }
 
-  /** The Unix-domain server channel; only with native epoll. */
+  /** The Unix-domain server channel of the chosen transport. */
   public static Class<? extends ServerChannel> domainServerChannel() {
-    if (!EPOLL) {
-      throw new IllegalStateException(
-          "Unix sockets need the native epoll transport, which is not available here");
-    }
-    return EpollServerDomainSocketChannel.class;
+    return EPOLL ? EpollServerDomainSocketChannel.class : NioServerDomainSocketChannel.class;
+  }
+
+  /** The address to bind a Unix-domain server channel of the chosen transport to. */
+  public static java.net.SocketAddress domainSocketAddress(java.nio.file.Path path) {
+    return EPOLL
+        ? new io.netty.channel.unix.DomainSocketAddress(path.toFile())
+        : java.net.UnixDomainSocketAddress.of(path);
   }
 
   /** The receive-buffer sizing for data channels. */

@@ -34,9 +34,6 @@ import org.slf4j.LoggerFactory;
 final class ServerConnection implements TunnelSession.Listener {
   private static final Logger log = LoggerFactory.getLogger(ServerConnection.class);
 
-  /** The path agents open their websocket on (the server's TUNNEL_PATH). */
-  static final String TUNNEL_PATH = "/v1/tunnel";
-
   private final URI uri;
   private final AgentConfig config;
   private final EventLoopGroup group;
@@ -76,7 +73,7 @@ final class ServerConnection implements TunnelSession.Listener {
   /** The node (always) and the bearer token (with --token-file) for the upgrade request. */
   private static io.netty.handler.codec.http.HttpHeaders upgradeHeaders(AgentConfig config) {
     var h = new io.netty.handler.codec.http.DefaultHttpHeaders();
-    h.set("X-Egress-Tunnel-Node", config.nodeName());
+    h.set(SessionPipeline.NODE_HEADER, config.nodeName());
     if (config.tokenFile() != null) {
       try {
         String token = java.nio.file.Files.readString(config.tokenFile()).strip();
@@ -93,7 +90,7 @@ final class ServerConnection implements TunnelSession.Listener {
   static URI tunnelUri(URI base) {
     String path = base.getPath();
     if (path == null || path.isEmpty() || path.equals("/")) {
-      return base.resolve(TUNNEL_PATH);
+      return base.resolve(SessionPipeline.TUNNEL_PATH);
     }
     return base;
   }

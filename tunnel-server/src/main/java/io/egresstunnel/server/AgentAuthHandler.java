@@ -1,5 +1,6 @@
 package io.egresstunnel.server;
 
+import io.egresstunnel.proto.session.SessionPipeline;
 import io.netty.buffer.Unpooled;
 import io.netty.channel.ChannelFutureListener;
 import io.netty.channel.ChannelHandlerContext;
@@ -40,7 +41,7 @@ final class AgentAuthHandler extends ChannelInboundHandlerAdapter {
       ctx.close();
       return;
     }
-    String node = request.headers().get(AgentAuthenticator.NODE_HEADER);
+    String node = request.headers().get(SessionPipeline.NODE_HEADER);
     AgentAuthenticator.Verdict verdict =
         authenticator.check(request.headers().get(HttpHeaderNames.AUTHORIZATION), node);
     if (!verdict.admitted()) {

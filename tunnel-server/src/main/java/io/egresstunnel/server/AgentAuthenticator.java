@@ -1,5 +1,6 @@
 package io.egresstunnel.server;
 
+import io.egresstunnel.proto.session.SessionPipeline;
 import io.netty.handler.codec.http.HttpResponseStatus;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -18,9 +19,6 @@ import java.util.Set;
  * one in constant time, so neither a token nor its position leaks through timing.
  */
 final class AgentAuthenticator {
-  /** The header in which an agent names its node at the upgrade. */
-  static final String NODE_HEADER = "X-Egress-Tunnel-Node";
-
   private record Entry(byte[] token, Set<String> nodes) {}
 
   /** The verdict: {@code status} null means admitted. */
@@ -79,7 +77,8 @@ final class AgentAuthenticator {
     }
     if (node == null || node.isBlank()) {
       return new Verdict(
-          HttpResponseStatus.FORBIDDEN, "the agent must name its node in " + NODE_HEADER);
+          HttpResponseStatus.FORBIDDEN,
+          "the agent must name its node in " + SessionPipeline.NODE_HEADER);
     }
     if (match.nodes() != null && !match.nodes().contains(node)) {
       return new Verdict(HttpResponseStatus.FORBIDDEN, "this token may not speak for node " + node);

@@ -49,11 +49,6 @@ public final class AgentRegistry implements TunnelSession.Listener {
     return null;
   }
 
-  /** Every connected node's sessions, for status and tests. */
-  public Map<String, Collection<TunnelSession>> sessions() {
-    return Map.copyOf(byNode);
-  }
-
   public int agentCount() {
     return byNode.values().stream().mapToInt(Deque::size).sum();
   }

@@ -48,9 +48,6 @@ import org.slf4j.LoggerFactory;
 public final class TunnelServer implements AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(TunnelServer.class);
 
-  /** The path agents open their websocket on. */
-  public static final String TUNNEL_PATH = "/v1/tunnel";
-
   private final ServerConfig config;
   private final DeclaredRouter declaredRouter;
   private final KubernetesClient kubernetesClient;
@@ -196,7 +193,7 @@ public final class TunnelServer implements AutoCloseable {
             limits.handshakeTimeout().toMillis());
     WebSocketServerProtocolConfig wsConfig =
         WebSocketServerProtocolConfig.newBuilder()
-            .websocketPath(TUNNEL_PATH)
+            .websocketPath(SessionPipeline.TUNNEL_PATH)
             .checkStartsWith(false)
             .handshakeTimeoutMillis(limits.handshakeTimeout().toMillis())
             .decoderConfig(
@@ -278,10 +275,6 @@ public final class TunnelServer implements AutoCloseable {
   /** The Kubernetes route source, if the server has one. */
   public KubernetesRouteSource apiRoutes() {
     return apiRoutes;
-  }
-
-  public DeclaredRouter declaredRouter() {
-    return declaredRouter;
   }
 
   public AgentRegistry registry() {

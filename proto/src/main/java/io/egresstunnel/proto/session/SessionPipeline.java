@@ -9,6 +9,12 @@ import java.util.concurrent.TimeUnit;
 
 /** The tail every tunnel websocket pipeline ends with, on the server and on the agent alike. */
 public final class SessionPipeline {
+  /** The path agents open their websocket on. */
+  public static final String TUNNEL_PATH = "/v1/tunnel";
+
+  /** The upgrade request header in which an agent names its node. */
+  public static final String NODE_HEADER = "X-Egress-Tunnel-Node";
+
   private static final FrameEncoder ENCODER = new FrameEncoder();
 
   private SessionPipeline() {}

@@ -139,14 +139,8 @@ public final class DemoClient {
       throws Exception {
     String route = route(admin, target);
     long start = System.nanoTime();
-    try (Socket s = new Socket()) {
-      s.connect(proxy, 5_000);
-      s.setSoTimeout(15_000);
+    try (Socket s = connect(proxy, target, 15_000)) {
       OutputStream out = s.getOutputStream();
-      out.write(
-          ("CONNECT " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-              .getBytes(StandardCharsets.US_ASCII));
-      out.flush();
       InputStream in = s.getInputStream();
       String head = readHead(in);
       int status = Integer.parseInt(head.substring(9, 12));
@@ -181,15 +175,24 @@ public final class DemoClient {
     }
   }
 
+  /** A socket to the proxy that has sent the apiserver's CONNECT for {@code target}. */
+  private static Socket connect(InetSocketAddress proxy, String target, int readTimeoutMillis)
+      throws IOException {
+    Socket s = new Socket();
+    s.connect(proxy, 5_000);
+    s.setSoTimeout(readTimeoutMillis);
+    OutputStream out = s.getOutputStream();
+    out.write(
+        ("CONNECT " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .getBytes(StandardCharsets.US_ASCII));
+    out.flush();
+    return s;
+  }
+
   /** Downloads the bulk object through the tunnel and prints the rate. */
   private static int bulk(InetSocketAddress proxy, String target) throws Exception {
-    try (Socket s = new Socket()) {
-      s.connect(proxy, 5_000);
-      s.setSoTimeout(60_000);
+    try (Socket s = connect(proxy, target, 60_000)) {
       OutputStream out = s.getOutputStream();
-      out.write(
-          ("CONNECT " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-              .getBytes(StandardCharsets.US_ASCII));
       InputStream in = s.getInputStream();
       if (!readHead(in).startsWith("HTTP/1.1 200")) {
         System.out.println("bulk: CONNECT failed");

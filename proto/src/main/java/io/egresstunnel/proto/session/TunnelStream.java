@@ -142,7 +142,7 @@ public final class TunnelStream {
                 TimeUnit.MILLISECONDS);
     client
         .closeFuture()
-        .addListener(f -> session.execute(() -> onLocalClosed("client closed before dial result")));
+        .addListener(f -> session.execute(() -> onLocalClosed("the client closed its connection")));
   }
 
   void onDialResult(DialResult result) {

@@ -24,7 +24,7 @@ import java.util.List;
  * @param masking whether websocket frames to the server are masked
  * @param limits every limit the agent enforces
  * @param kubernetes keep the allow-list current from the Kubernetes API, or null: flags only
- * @param tokenFile a file holding the bearer token for the servers, or null
+ * @param credentials how the agent proves its node to the servers
  */
 public record AgentConfig(
     List<URI> servers,
@@ -38,7 +38,25 @@ public record AgentConfig(
     Masking masking,
     Limits limits,
     Kubernetes kubernetes,
-    Path tokenFile) {
+    Credentials credentials) {
+
+  /**
+   * What the agent presents to the servers at the websocket upgrade.
+   *
+   * @param tokenFile a file holding a bearer token (re-read at every connection, so a rotated
+   *     ServiceAccount token is picked up), or null
+   * @param cert a client certificate ({@code CN=system:node:NAME}) for wss, or null
+   * @param key the certificate's private key (PKCS#8 PEM), or null
+   */
+  public record Credentials(Path tokenFile, Path cert, Path key) {
+    public static final Credentials NONE = new Credentials(null, null, null);
+
+    public Credentials {
+      if ((cert == null) != (key == null)) {
+        throw new IllegalArgumentException("--cert and --key go together");
+      }
+    }
+  }
 
   /**
    * The agent's view of the Kubernetes API: its own Node and the pods scheduled on it.
@@ -137,7 +155,7 @@ public record AgentConfig(
         Masking.AUTO,
         Limits.defaults(),
         null,
-        null);
+        Credentials.NONE);
   }
 
   public AgentConfig withKubeletPort(int port) {
@@ -153,7 +171,7 @@ public record AgentConfig(
         masking,
         limits,
         kubernetes,
-        tokenFile);
+        credentials);
   }
 
   public AgentConfig withPodCidrs(List<Cidr> cidrs) {
@@ -169,7 +187,7 @@ public record AgentConfig(
         masking,
         limits,
         kubernetes,
-        tokenFile);
+        credentials);
   }
 
   public AgentConfig withAllow(List<AllowRule> rules) {
@@ -185,7 +203,7 @@ public record AgentConfig(
         masking,
         limits,
         kubernetes,
-        tokenFile);
+        credentials);
   }
 
   public AgentConfig withKubernetes(Kubernetes k) {
@@ -201,7 +219,23 @@ public record AgentConfig(
         masking,
         limits,
         k,
-        tokenFile);
+        credentials);
+  }
+
+  public AgentConfig withCredentials(Path caBundle, Credentials newCredentials) {
+    return new AgentConfig(
+        servers,
+        nodeName,
+        nodeAddresses,
+        podCidrs,
+        kubeletPort,
+        caBundle,
+        allow,
+        mode,
+        masking,
+        limits,
+        kubernetes,
+        newCredentials);
   }
 
   public AgentConfig withLimits(Limits newLimits) {
@@ -217,6 +251,6 @@ public record AgentConfig(
         masking,
         newLimits,
         kubernetes,
-        tokenFile);
+        credentials);
   }
 }

@@ -23,7 +23,9 @@ import io.netty.handler.codec.http.websocketx.WebSocketClientProtocolConfig;
 import io.netty.handler.codec.http.websocketx.WebSocketClientProtocolHandler;
 import io.netty.handler.ssl.SslContext;
 import java.net.URI;
+import java.nio.file.Path;
 import java.util.concurrent.TimeUnit;
+import java.util.function.Supplier;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -37,12 +39,11 @@ final class ServerConnection implements TunnelSession.Listener {
   private final URI uri;
   private final AgentConfig config;
   private final EventLoopGroup group;
-  private final SslContext tls;
+  private final Supplier<SslContext> tls;
   private final AgentHello hello;
   private final DialHandler dialHandler;
   private final Backoff backoff;
   private final boolean masking;
-  private final io.netty.handler.codec.http.HttpHeaders upgradeHeaders;
   private volatile boolean stopped;
   private volatile TunnelSession session;
   private volatile Channel channel;
@@ -51,7 +52,7 @@ final class ServerConnection implements TunnelSession.Listener {
       URI base,
       AgentConfig config,
       EventLoopGroup group,
-      SslContext tls,
+      Supplier<SslContext> tls,
       AgentHello hello,
       DialHandler dialHandler) {
     this.uri = tunnelUri(base);
@@ -61,7 +62,7 @@ final class ServerConnection implements TunnelSession.Listener {
     this.hello = hello;
     this.dialHandler = dialHandler;
     this.backoff = new Backoff(config.limits().reconnectMin(), config.limits().reconnectMax());
-    this.upgradeHeaders = upgradeHeaders(config);
+    upgradeHeaders(config); // a token file that cannot be read fails the start
     this.masking =
         switch (config.masking()) {
           case ALWAYS -> true;
@@ -70,17 +71,25 @@ final class ServerConnection implements TunnelSession.Listener {
         };
   }
 
-  /** The node (always) and the bearer token (with --token-file) for the upgrade request. */
+  /**
+   * The node (always) and the bearer token (with --token-file) for the upgrade request. The token
+   * file is read for every connection, so that a rotated ServiceAccount token is used; it is a few
+   * hundred bytes on a local volume.
+   */
   private static io.netty.handler.codec.http.HttpHeaders upgradeHeaders(AgentConfig config) {
     var h = new io.netty.handler.codec.http.DefaultHttpHeaders();
     h.set(SessionPipeline.NODE_HEADER, config.nodeName());
-    if (config.tokenFile() != null) {
+    Path tokenFile = config.credentials().tokenFile();
+    if (tokenFile != null) {
       try {
-        String token = java.nio.file.Files.readString(config.tokenFile()).strip();
+        String token = java.nio.file.Files.readString(tokenFile).strip();
+        if (token.isEmpty()) {
+          throw new IllegalArgumentException("--token-file " + tokenFile + " is empty");
+        }
         h.set(io.netty.handler.codec.http.HttpHeaderNames.AUTHORIZATION, "Bearer " + token);
       } catch (java.io.IOException e) {
         throw new IllegalArgumentException(
-            "cannot read --token-file " + config.tokenFile() + ": " + e.getMessage(), e);
+            "cannot read --token-file " + tokenFile + ": " + e.getMessage(), e);
       }
     }
     return h;
@@ -123,6 +132,13 @@ final class ServerConnection implements TunnelSession.Listener {
     }
     AgentConfig.Limits limits = config.limits();
     int port = uri.getPort() > 0 ? uri.getPort() : ("wss".equals(uri.getScheme()) ? 443 : 80);
+    io.netty.handler.codec.http.HttpHeaders headers;
+    try {
+      headers = upgradeHeaders(config);
+    } catch (IllegalArgumentException e) {
+      retry(e.getMessage());
+      return;
+    }
     new Bootstrap()
         .group(group)
         .channel(Transport.socketChannel())
@@ -132,7 +148,7 @@ final class ServerConnection implements TunnelSession.Listener {
             ChannelOption.WRITE_BUFFER_WATER_MARK,
             new WriteBufferWaterMark(512 * 1024, 2 * 1024 * 1024))
         .option(ChannelOption.CONNECT_TIMEOUT_MILLIS, (int) limits.handshakeTimeout().toMillis())
-        .handler(new Initializer(port))
+        .handler(new Initializer(port, headers))
         .connect(uri.getHost(), port)
         .addListener(
             f -> {
@@ -183,9 +199,11 @@ final class ServerConnection implements TunnelSession.Listener {
 
   private final class Initializer extends ChannelInitializer<Channel> {
     private final int port;
+    private final io.netty.handler.codec.http.HttpHeaders upgradeHeaders;
 
-    Initializer(int port) {
+    Initializer(int port, io.netty.handler.codec.http.HttpHeaders upgradeHeaders) {
       this.port = port;
+      this.upgradeHeaders = upgradeHeaders;
     }
 
     @Override
@@ -193,7 +211,7 @@ final class ServerConnection implements TunnelSession.Listener {
       AgentConfig.Limits limits = config.limits();
       ChannelPipeline p = ch.pipeline();
       if (tls != null) {
-        p.addLast("tls", tls.newHandler(ch.alloc(), uri.getHost(), port));
+        p.addLast("tls", tls.get().newHandler(ch.alloc(), uri.getHost(), port));
       }
       p.addLast("http", new HttpClientCodec());
       p.addLast("http-aggregator", new HttpObjectAggregator(8192));

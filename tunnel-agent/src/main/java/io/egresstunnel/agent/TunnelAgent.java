@@ -3,7 +3,9 @@ package io.egresstunnel.agent;
 import io.egresstunnel.agent.policy.DialPolicy;
 import io.egresstunnel.proto.AgentHello;
 import io.egresstunnel.proto.Limits;
+import io.egresstunnel.proto.net.ReloadingSslContext;
 import io.egresstunnel.proto.net.TargetDialer;
+import io.egresstunnel.proto.net.TlsOptions;
 import io.egresstunnel.proto.net.Transport;
 import io.egresstunnel.proto.session.TunnelSession;
 import io.egresstunnel.routing.KubernetesClients;
@@ -13,11 +15,15 @@ import io.netty.handler.ssl.SslContext;
 import io.netty.handler.ssl.SslContextBuilder;
 import io.netty.util.concurrent.DefaultThreadFactory;
 import java.net.URI;
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Objects;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicReference;
+import java.util.function.Supplier;
 import javax.net.ssl.SSLException;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -36,6 +42,8 @@ public final class TunnelAgent implements AutoCloseable {
   private final KubernetesClient kubernetesClient;
   private final NodePolicySource policySource;
   private final List<ServerConnection> connections = new ArrayList<>();
+  private ScheduledExecutorService tlsReloader;
+  private ReloadingSslContext reloadingTls;
 
   public TunnelAgent(AgentConfig config) throws SSLException {
     this.config = config;
@@ -69,7 +77,7 @@ public final class TunnelAgent implements AutoCloseable {
             config.nodeAddresses(),
             config.podCidrs());
     DialHandler dialHandler = new DialHandler(policy::get, dialer, config.limits().dialTimeout());
-    SslContext tls = null;
+    Supplier<SslContext> tls = null;
     for (URI server : config.servers()) {
       if ("wss".equals(server.getScheme()) && tls == null) {
         tls = clientTls(config);
@@ -85,10 +93,43 @@ public final class TunnelAgent implements AutoCloseable {
     }
   }
 
-  private static SslContext clientTls(AgentConfig config) throws SSLException {
-    SslContextBuilder b = SslContextBuilder.forClient().protocols("TLSv1.3", "TLSv1.2");
+  /**
+   * The wss context. With a CA bundle or a client certificate from files, it follows the files:
+   * each new connection uses what they hold now.
+   */
+  private Supplier<SslContext> clientTls(AgentConfig config) throws SSLException {
+    List<Path> files = new ArrayList<>();
+    if (config.caCert() != null) {
+      files.add(config.caCert());
+    }
+    if (config.credentials().cert() != null) {
+      files.add(config.credentials().cert());
+      files.add(config.credentials().key());
+    }
+    if (files.isEmpty()) {
+      SslContext fixed = buildClientTls(config);
+      return () -> fixed;
+    }
+    tlsReloader =
+        Executors.newSingleThreadScheduledExecutor(new DefaultThreadFactory("tls-reload", true));
+    reloadingTls =
+        ReloadingSslContext.load(
+                "agent TLS",
+                files,
+                () -> buildClientTls(config),
+                TlsOptions.defaults().reloadInterval())
+            .start(tlsReloader);
+    return reloadingTls::current;
+  }
+
+  private static SslContext buildClientTls(AgentConfig config) throws SSLException {
+    SslContextBuilder b = TlsOptions.defaults().apply(SslContextBuilder.forClient());
     if (config.caCert() != null) {
       b.trustManager(config.caCert().toFile());
+    }
+    AgentConfig.Credentials credentials = config.credentials();
+    if (credentials.cert() != null) {
+      b.keyManager(credentials.cert().toFile(), credentials.key().toFile());
     }
     return b.build();
   }
@@ -121,6 +162,10 @@ public final class TunnelAgent implements AutoCloseable {
     connections.forEach(ServerConnection::stop);
     group.shutdownGracefully(0, 2, TimeUnit.SECONDS).syncUninterruptibly();
     dialer.close();
+    if (reloadingTls != null) {
+      reloadingTls.close();
+      tlsReloader.shutdownNow();
+    }
     if (policySource != null) {
       policySource.close();
     }

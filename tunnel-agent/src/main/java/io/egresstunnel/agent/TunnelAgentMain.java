@@ -78,6 +78,17 @@ public final class TunnelAgentMain implements Callable<Integer> {
   Path tokenFile;
 
   @Option(
+      names = "--cert",
+      paramLabel = "PEM",
+      description =
+          "Client certificate for wss (CN=system:node:NAME, signed by the server's"
+              + " --agent-client-ca); needs --key.")
+  Path cert;
+
+  @Option(names = "--key", paramLabel = "PEM", description = "Private key of --cert (PKCS#8).")
+  Path key;
+
+  @Option(
       names = "--allow",
       paramLabel = "CIDR[:PORT[-PORT]]",
       description = "Extra destination this agent may dial, e.g. 10.0.0.0/8:443 (repeatable).")
@@ -245,7 +256,7 @@ public final class TunnelAgentMain implements Callable<Integer> {
         masking,
         limits,
         kubernetes(),
-        tokenFile);
+        new AgentConfig.Credentials(tokenFile, cert, key));
   }
 
   private AgentConfig.Kubernetes kubernetes() {

@@ -1,6 +1,7 @@
 package io.egresstunnel.server;
 
 import io.egresstunnel.proto.session.SessionPipeline;
+import io.fabric8.kubernetes.client.KubernetesClientException;
 import io.netty.buffer.Unpooled;
 import io.netty.channel.ChannelFutureListener;
 import io.netty.channel.ChannelHandlerContext;
@@ -9,17 +10,29 @@ import io.netty.handler.codec.http.DefaultFullHttpResponse;
 import io.netty.handler.codec.http.FullHttpRequest;
 import io.netty.handler.codec.http.FullHttpResponse;
 import io.netty.handler.codec.http.HttpHeaderNames;
+import io.netty.handler.codec.http.HttpResponseStatus;
 import io.netty.handler.codec.http.HttpVersion;
+import io.netty.handler.ssl.SslHandler;
 import io.netty.util.AttributeKey;
 import io.netty.util.ReferenceCountUtil;
 import java.nio.charset.StandardCharsets;
+import java.security.cert.Certificate;
+import java.security.cert.X509Certificate;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import javax.net.ssl.SSLPeerUnverifiedException;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * Sits before the websocket handshake: an upgrade without a valid token gets 401, one for a node
- * its token may not speak for gets 403, each with a one-line reason, and no session is created. An
- * admitted request continues with the authenticated node recorded on the channel.
+ * Sits before the websocket handshake and admits or refuses the upgrade before any frame is read:
+ * 503 when the server holds its maximum of agents, 401 for a missing or invalid credential, 403 for
+ * a node the credential may not speak for, each with a one-line reason, and no session is created.
+ * An admitted request continues with the authenticated node recorded on the channel. While a
+ * TokenReview is out, the channel reads nothing; a review slower than the handshake timeout gets
+ * 503.
  */
 final class AgentAuthHandler extends ChannelInboundHandlerAdapter {
   private static final Logger log = LoggerFactory.getLogger(AgentAuthHandler.class);
@@ -29,9 +42,16 @@ final class AgentAuthHandler extends ChannelInboundHandlerAdapter {
       AttributeKey.valueOf(AgentAuthHandler.class, "node");
 
   private final AgentAuthenticator authenticator;
+  private final AgentRegistry registry;
+  private final int maxAgents;
+  private final long timeoutMillis;
 
-  AgentAuthHandler(AgentAuthenticator authenticator) {
+  AgentAuthHandler(
+      AgentAuthenticator authenticator, AgentRegistry registry, int maxAgents, long timeoutMillis) {
     this.authenticator = authenticator;
+    this.registry = registry;
+    this.maxAgents = maxAgents;
+    this.timeoutMillis = timeoutMillis;
   }
 
   @Override
@@ -42,31 +62,112 @@ final class AgentAuthHandler extends ChannelInboundHandlerAdapter {
       return;
     }
     String node = request.headers().get(SessionPipeline.NODE_HEADER);
-    AgentAuthenticator.Verdict verdict =
-        authenticator.check(request.headers().get(HttpHeaderNames.AUTHORIZATION), node);
-    if (!verdict.admitted()) {
-      request.release();
-      log.warn(
-          "refused agent upgrade from {} (node {}): {} {}",
-          ctx.channel().remoteAddress(),
+    if (registry.agentCount() >= maxAgents) {
+      refuse(
+          ctx,
+          request,
           node,
-          verdict.status().code(),
-          verdict.reason());
-      FullHttpResponse response =
-          new DefaultFullHttpResponse(
-              HttpVersion.HTTP_1_1,
-              verdict.status(),
-              Unpooled.copiedBuffer(verdict.reason() + "\n", StandardCharsets.UTF_8));
-      response
-          .headers()
-          .set(HttpHeaderNames.CONTENT_TYPE, "text/plain; charset=utf-8")
-          .setInt(HttpHeaderNames.CONTENT_LENGTH, response.content().readableBytes())
-          .set(HttpHeaderNames.CONNECTION, "close");
-      ctx.writeAndFlush(response).addListener(ChannelFutureListener.CLOSE);
+          AgentAuthenticator.Verdict.refused(
+              HttpResponseStatus.SERVICE_UNAVAILABLE,
+              "this server already holds its maximum of " + maxAgents + " agents (--max-agents)"));
       return;
     }
-    ctx.channel().attr(AUTHENTICATED_NODE).set(node);
+    CompletableFuture<AgentAuthenticator.Verdict> verdict =
+        authenticator.authenticate(
+            peerCertificate(ctx), request.headers().get(HttpHeaderNames.AUTHORIZATION), node);
+    if (verdict.isDone()) {
+      decide(ctx, request, node, verdict.join());
+      return;
+    }
+    ctx.channel().config().setAutoRead(false);
+    verdict
+        .orTimeout(timeoutMillis, TimeUnit.MILLISECONDS)
+        .whenComplete(
+            (v, error) ->
+                ctx.executor()
+                    .execute(
+                        () -> {
+                          ctx.channel().config().setAutoRead(true);
+                          if (!ctx.channel().isActive()) {
+                            request.release();
+                            return;
+                          }
+                          decide(ctx, request, node, error == null ? v : unavailable(error));
+                        }));
+  }
+
+  private static AgentAuthenticator.Verdict unavailable(Throwable error) {
+    Throwable cause =
+        error instanceof CompletionException && error.getCause() != null ? error.getCause() : error;
+    log.warn("could not review an agent's token: {}", cause.toString());
+    String why;
+    if (cause instanceof TimeoutException) {
+      why = "the token review timed out; try again";
+    } else if (cause instanceof KubernetesClientException k && k.getCode() > 0) {
+      why = "the token review failed: the Kubernetes API answered " + k.getCode();
+    } else {
+      why = "the token review failed: " + cause.getClass().getSimpleName();
+    }
+    return AgentAuthenticator.Verdict.refused(HttpResponseStatus.SERVICE_UNAVAILABLE, why);
+  }
+
+  private void decide(
+      ChannelHandlerContext ctx,
+      FullHttpRequest request,
+      String node,
+      AgentAuthenticator.Verdict verdict) {
+    if (!verdict.admitted()) {
+      refuse(ctx, request, node, verdict);
+      return;
+    }
+    if (authenticator.required()) {
+      log.debug(
+          "agent {} from {} authenticated for node {}",
+          verdict.identity(),
+          ctx.channel().remoteAddress(),
+          verdict.node());
+    }
+    ctx.channel().attr(AUTHENTICATED_NODE).set(verdict.node());
     ctx.pipeline().remove(this);
     ctx.fireChannelRead(request);
+  }
+
+  private static void refuse(
+      ChannelHandlerContext ctx,
+      FullHttpRequest request,
+      String node,
+      AgentAuthenticator.Verdict verdict) {
+    request.release();
+    log.warn(
+        "refused agent upgrade from {} (node {}): {} {}",
+        ctx.channel().remoteAddress(),
+        node,
+        verdict.status().code(),
+        verdict.reason());
+    FullHttpResponse response =
+        new DefaultFullHttpResponse(
+            HttpVersion.HTTP_1_1,
+            verdict.status(),
+            Unpooled.copiedBuffer(verdict.reason() + "\n", StandardCharsets.UTF_8));
+    response
+        .headers()
+        .set(HttpHeaderNames.CONTENT_TYPE, "text/plain; charset=utf-8")
+        .setInt(HttpHeaderNames.CONTENT_LENGTH, response.content().readableBytes())
+        .set(HttpHeaderNames.CONNECTION, "close");
+    ctx.writeAndFlush(response).addListener(ChannelFutureListener.CLOSE);
+  }
+
+  /** The client certificate the TLS handshake verified, or null. */
+  private static X509Certificate peerCertificate(ChannelHandlerContext ctx) {
+    SslHandler tls = ctx.pipeline().get(SslHandler.class);
+    if (tls == null) {
+      return null;
+    }
+    try {
+      Certificate[] chain = tls.engine().getSession().getPeerCertificates();
+      return chain.length > 0 && chain[0] instanceof X509Certificate x ? x : null;
+    } catch (SSLPeerUnverifiedException e) {
+      return null;
+    }
   }
 }

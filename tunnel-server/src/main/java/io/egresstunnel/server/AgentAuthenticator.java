@@ -1,40 +1,110 @@
 package io.egresstunnel.server;
 
 import io.egresstunnel.proto.session.SessionPipeline;
+import io.fabric8.kubernetes.client.KubernetesClient;
 import io.netty.handler.codec.http.HttpResponseStatus;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.MessageDigest;
+import java.security.cert.X509Certificate;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Set;
+import java.util.concurrent.CompletableFuture;
+import javax.naming.InvalidNameException;
+import javax.naming.ldap.LdapName;
 
 /**
- * Checks agents' bearer tokens at the websocket upgrade, before any frame is read. The token file
- * (--agent-token-file) has one token per line, optionally followed by the nodes that token may
- * speak for ({@code TOKEN node-a,node-b}); a token without nodes may speak for any node. Blank
- * lines and lines starting with # are ignored. Every presented token is compared with every known
- * one in constant time, so neither a token nor its position leaks through timing.
+ * Decides at the websocket upgrade, before any frame is read, whether an agent may connect and for
+ * which node. Three credentials are accepted, whichever are configured:
+ *
+ * <ul>
+ *   <li>a client certificate signed by {@code --agent-client-ca} whose subject is {@code
+ *       CN=system:node:NAME} (as kubelets and K3s agents have): it speaks for NAME only;
+ *   <li>a bearer token from {@code --agent-token-file}: one token per line, optionally followed by
+ *       the nodes it may speak for ({@code TOKEN node-a,node-b}); without nodes it may speak for
+ *       any. Blank lines and lines starting with # are ignored. A presented token is compared with
+ *       every known one in constant time, so neither a token nor its position leaks through timing;
+ *   <li>a Kubernetes ServiceAccount token, checked with a TokenReview ({@link
+ *       TokenReviewAuthenticator}).
+ * </ul>
+ *
+ * With none configured every agent is admitted for the node it names.
  */
-final class AgentAuthenticator {
+final class AgentAuthenticator implements AutoCloseable {
+  private static final String NODE_CN_PREFIX = "system:node:";
+
   private record Entry(byte[] token, Set<String> nodes) {}
 
-  /** The verdict: {@code status} null means admitted. */
-  record Verdict(HttpResponseStatus status, String reason) {
+  /**
+   * A verdict: {@code status} null means admitted, for {@code node}, as {@code identity}.
+   *
+   * @param status the HTTP status of a refusal, or null
+   * @param reason one line saying why (refusals)
+   * @param node the node the agent may speak for (admissions)
+   * @param identity who the credential names, for logs (admissions)
+   */
+  record Verdict(HttpResponseStatus status, String reason, String node, String identity) {
     boolean admitted() {
       return status == null;
+    }
+
+    static Verdict admitted(String node, String identity) {
+      return new Verdict(null, null, node, identity);
+    }
+
+    static Verdict refused(HttpResponseStatus status, String reason) {
+      return new Verdict(status, reason, null, null);
+    }
+
+    static Verdict noNode() {
+      return refused(
+          HttpResponseStatus.FORBIDDEN,
+          "the agent must name its node in " + SessionPipeline.NODE_HEADER);
     }
   }
 
   private final List<Entry> entries;
+  private final boolean certificates;
+  private final TokenReviewAuthenticator tokenReview;
 
-  private AgentAuthenticator(List<Entry> entries) {
+  private AgentAuthenticator(
+      List<Entry> entries, boolean certificates, TokenReviewAuthenticator tokenReview) {
     this.entries = entries;
+    this.certificates = certificates;
+    this.tokenReview = tokenReview;
   }
 
-  static AgentAuthenticator fromFile(Path file) throws IOException {
+  /**
+   * The authenticator {@code auth} describes.
+   *
+   * @param client the Kubernetes client for TokenReviews (needed only with {@code tokenReview})
+   * @throws IllegalArgumentException if the token file cannot be read or is malformed
+   */
+  static AgentAuthenticator create(ServerConfig.AgentAuth auth, KubernetesClient client) {
+    List<Entry> entries = List.of();
+    if (auth.tokenFile() != null) {
+      try {
+        entries = readTokens(auth.tokenFile());
+      } catch (IOException e) {
+        throw new IllegalArgumentException(
+            "cannot read --agent-token-file " + auth.tokenFile() + ": " + e.getMessage(), e);
+      }
+    }
+    TokenReviewAuthenticator review = null;
+    if (auth.tokenReview() != null) {
+      if (client == null) {
+        throw new IllegalArgumentException(
+            "TokenReview authentication needs --kubeconfig or --in-cluster");
+      }
+      review = new TokenReviewAuthenticator(client, auth.tokenReview());
+    }
+    return new AgentAuthenticator(entries, auth.clientCa() != null, review);
+  }
+
+  private static List<Entry> readTokens(Path file) throws IOException {
     List<Entry> entries = new ArrayList<>();
     int lineNo = 0;
     for (String line : Files.readAllLines(file, StandardCharsets.UTF_8)) {
@@ -57,15 +127,48 @@ final class AgentAuthenticator {
     if (entries.isEmpty()) {
       throw new IllegalArgumentException(file + " holds no token");
     }
-    return new AgentAuthenticator(entries);
+    return entries;
   }
 
-  /** Judges an upgrade request's Authorization header and node header. */
-  Verdict check(String authorization, String node) {
-    if (authorization == null || !authorization.regionMatches(true, 0, "Bearer ", 0, 7)) {
-      return new Verdict(HttpResponseStatus.UNAUTHORIZED, "a bearer token is required");
+  /** Whether agents must authenticate at all. */
+  boolean required() {
+    return !entries.isEmpty() || certificates || tokenReview != null;
+  }
+
+  /**
+   * Judges an upgrade: the client certificate the TLS handshake verified (or null), the
+   * Authorization header and the node header. Completes at once unless a TokenReview is needed.
+   */
+  CompletableFuture<Verdict> authenticate(X509Certificate peer, String authorization, String node) {
+    if (!required()) {
+      return CompletableFuture.completedFuture(
+          node == null || node.isBlank() ? Verdict.noNode() : Verdict.admitted(node, "anonymous"));
     }
-    byte[] presented = authorization.substring(7).strip().getBytes(StandardCharsets.UTF_8);
+    if (certificates && peer != null) {
+      return CompletableFuture.completedFuture(byCertificate(peer, node));
+    }
+    if (authorization == null || !authorization.regionMatches(true, 0, "Bearer ", 0, 7)) {
+      return CompletableFuture.completedFuture(
+          Verdict.refused(
+              HttpResponseStatus.UNAUTHORIZED,
+              certificates
+                  ? "a node client certificate or a bearer token is required"
+                  : "a bearer token is required"));
+    }
+    String token = authorization.substring(7).strip();
+    Verdict fromFile = byTokenFile(token, node);
+    if (fromFile != null || tokenReview == null) {
+      return CompletableFuture.completedFuture(
+          fromFile != null
+              ? fromFile
+              : Verdict.refused(HttpResponseStatus.UNAUTHORIZED, "the bearer token is not valid"));
+    }
+    return tokenReview.review(token).thenApply(r -> tokenReview.judge(r, node));
+  }
+
+  /** The verdict for a token from the file, or null if the file does not hold it. */
+  private Verdict byTokenFile(String token, String node) {
+    byte[] presented = token.getBytes(StandardCharsets.UTF_8);
     Entry match = null;
     for (Entry e : entries) {
       if (MessageDigest.isEqual(e.token(), presented) && match == null) {
@@ -73,16 +176,56 @@ final class AgentAuthenticator {
       }
     }
     if (match == null) {
-      return new Verdict(HttpResponseStatus.UNAUTHORIZED, "the bearer token is not valid");
+      return null;
     }
     if (node == null || node.isBlank()) {
-      return new Verdict(
-          HttpResponseStatus.FORBIDDEN,
-          "the agent must name its node in " + SessionPipeline.NODE_HEADER);
+      return Verdict.noNode();
     }
     if (match.nodes() != null && !match.nodes().contains(node)) {
-      return new Verdict(HttpResponseStatus.FORBIDDEN, "this token may not speak for node " + node);
+      return Verdict.refused(
+          HttpResponseStatus.FORBIDDEN, "this token may not speak for node " + node);
     }
-    return new Verdict(null, null);
+    return Verdict.admitted(node, "token-file");
+  }
+
+  private static Verdict byCertificate(X509Certificate peer, String node) {
+    String cn = commonName(peer);
+    if (cn == null || !cn.startsWith(NODE_CN_PREFIX) || cn.length() == NODE_CN_PREFIX.length()) {
+      return Verdict.refused(
+          HttpResponseStatus.FORBIDDEN,
+          "the client certificate "
+              + peer.getSubjectX500Principal().getName()
+              + " does not name a node (CN="
+              + NODE_CN_PREFIX
+              + "NAME)");
+    }
+    String certNode = cn.substring(NODE_CN_PREFIX.length());
+    if (node != null && !node.isBlank() && !node.equals(certNode)) {
+      return Verdict.refused(
+          HttpResponseStatus.FORBIDDEN,
+          "the client certificate is for node " + certNode + ", not " + node);
+    }
+    return Verdict.admitted(certNode, cn);
+  }
+
+  private static String commonName(X509Certificate cert) {
+    try {
+      var rdns = new LdapName(cert.getSubjectX500Principal().getName()).getRdns();
+      for (int i = rdns.size() - 1; i >= 0; i--) {
+        if (rdns.get(i).getType().equalsIgnoreCase("CN")) {
+          return rdns.get(i).getValue().toString();
+        }
+      }
+      return null;
+    } catch (InvalidNameException e) {
+      return null;
+    }
+  }
+
+  @Override
+  public void close() {
+    if (tokenReview != null) {
+      tokenReview.close();
+    }
   }
 }

@@ -12,6 +12,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentLinkedDeque;
+import java.util.concurrent.atomic.AtomicInteger;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -26,13 +27,18 @@ public final class AgentRegistry implements TunnelSession.Listener {
   private final Map<String, Deque<TunnelSession>> byNode = new ConcurrentHashMap<>();
   private final DeclaredRouter declaredRoutes;
   private final KubernetesRouteSource apiRoutes;
+  private final int maxAgents;
+  private final AtomicInteger established = new AtomicInteger();
 
   /**
    * @param apiRoutes the Kubernetes source, or null: then what agents declare is the routing
+   * @param maxAgents most sessions established at once; further hellos are refused
    */
-  public AgentRegistry(DeclaredRouter declaredRoutes, KubernetesRouteSource apiRoutes) {
+  public AgentRegistry(
+      DeclaredRouter declaredRoutes, KubernetesRouteSource apiRoutes, int maxAgents) {
     this.declaredRoutes = declaredRoutes;
     this.apiRoutes = apiRoutes;
+    this.maxAgents = maxAgents;
   }
 
   /** The session that should carry a new stream to {@code node}, or null if none is connected. */
@@ -49,8 +55,9 @@ public final class AgentRegistry implements TunnelSession.Listener {
     return null;
   }
 
+  /** Agent sessions established now. */
   public int agentCount() {
-    return byNode.values().stream().mapToInt(Deque::size).sum();
+    return established.get();
   }
 
   @Override
@@ -63,12 +70,17 @@ public final class AgentRegistry implements TunnelSession.Listener {
           hello.nodeName());
       return "authenticated for node " + authenticated + " but declared node " + hello.nodeName();
     }
+    if (established.get() >= maxAgents) {
+      log.warn("refused the agent for node {}: {} agents connected", hello.nodeName(), maxAgents);
+      return "this server already holds its maximum of " + maxAgents + " agents";
+    }
     return null;
   }
 
   @Override
   public void onEstablished(TunnelSession session) {
     AgentHello hello = session.agentHello();
+    established.incrementAndGet();
     byNode.computeIfAbsent(hello.nodeName(), n -> new ConcurrentLinkedDeque<>()).addFirst(session);
     NodeInfo declared =
         new NodeInfo(hello.nodeName(), hello.addresses(), hello.podCidrs(), hello.kubeletPort());
@@ -99,12 +111,16 @@ public final class AgentRegistry implements TunnelSession.Listener {
     if (hello == null) {
       return; // never established
     }
+    boolean[] removed = {false};
     byNode.computeIfPresent(
         hello.nodeName(),
         (node, sessions) -> {
-          sessions.remove(session);
+          removed[0] = sessions.remove(session);
           return sessions.isEmpty() ? null : sessions;
         });
+    if (removed[0]) {
+      established.decrementAndGet();
+    }
     log.info(
         "agent disconnected: node {} ({})", hello.nodeName(), session.channel().remoteAddress());
   }

@@ -1,9 +1,11 @@
 package io.egresstunnel.server;
 
+import io.egresstunnel.proto.net.TlsOptions;
 import io.egresstunnel.routing.EgressMode;
 import java.net.InetSocketAddress;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.List;
 
 /**
  * Everything tunnel-server is configured with. Built by {@link TunnelServerMain} from flags, or
@@ -20,8 +22,7 @@ import java.time.Duration;
  * @param serverCount how many servers serve the cluster
  * @param limits every limit the server enforces
  * @param kubernetes where routes come from the Kubernetes API, or null for agent hellos
- * @param agentTokenFile bearer tokens agents must present (see {@code AgentAuthenticator}), or null
- *     to admit agents without one
+ * @param security agent authentication, TLS versions and suites, Unix socket access
  */
 public record ServerConfig(
     EgressMode mode,
@@ -35,7 +36,65 @@ public record ServerConfig(
     int serverCount,
     Limits limits,
     Kubernetes kubernetes,
-    Path agentTokenFile) {
+    Security security) {
+
+  /**
+   * Who may connect, and how TLS is set up.
+   *
+   * @param agentAuth how agents prove which node they speak for
+   * @param tls TLS versions, suites and certificate reloading of every listener
+   * @param udsGroup a group given read and write access to the Unix socket (mode 0660), or null for
+   *     owner only (0600)
+   */
+  public record Security(AgentAuth agentAuth, TlsOptions tls, String udsGroup) {
+    public static Security defaults() {
+      return new Security(AgentAuth.NONE, TlsOptions.defaults(), null);
+    }
+
+    public Security withAgentAuth(AgentAuth auth) {
+      return new Security(auth, tls, udsGroup);
+    }
+
+    public Security withTls(TlsOptions options) {
+      return new Security(agentAuth, options, udsGroup);
+    }
+  }
+
+  /**
+   * The ways an agent may authenticate at the websocket upgrade; any configured one admits it. With
+   * none configured, every agent is admitted for the node it names.
+   *
+   * @param tokenFile static bearer tokens with the nodes each may speak for, or null
+   * @param clientCa CA that signs agents' client certificates ({@code CN=system:node:NAME}), or
+   *     null; needs wss
+   * @param tokenReview ServiceAccount tokens checked with the Kubernetes API, or null
+   */
+  public record AgentAuth(Path tokenFile, Path clientCa, TokenReview tokenReview) {
+    public static final AgentAuth NONE = new AgentAuth(null, null, null);
+
+    public boolean required() {
+      return tokenFile != null || clientCa != null || tokenReview != null;
+    }
+  }
+
+  /**
+   * ServiceAccount tokens, checked with a TokenReview.
+   *
+   * @param audiences the audiences a token must be issued for (empty: the API server's default)
+   * @param namespace with {@code serviceAccount}, the only ServiceAccount admitted, or null: any
+   * @param serviceAccount the ServiceAccount's name, or null
+   * @param cacheTtl how long a review's verdict is reused for the same token
+   */
+  public record TokenReview(
+      List<String> audiences, String namespace, String serviceAccount, Duration cacheTtl) {
+    public TokenReview {
+      audiences = List.copyOf(audiences);
+      if ((namespace == null) != (serviceAccount == null)) {
+        throw new IllegalArgumentException(
+            "--agent-namespace and --agent-service-account go together");
+      }
+    }
+  }
 
   /**
    * Routing from the Kubernetes API.
@@ -55,6 +114,7 @@ public record ServerConfig(
    * @param maxFramePayload largest frame body accepted from agents
    * @param maxStreamsPerAgent most concurrent streams on one agent
    * @param maxPendingDialsPerAgent most dials waiting for one agent
+   * @param maxAgents most agent sessions connected at once
    * @param dialTimeout how long an agent may take to connect a target
    * @param maxHeaderBytes largest CONNECT request header block
    * @param maxRequestLine longest CONNECT request line
@@ -70,6 +130,7 @@ public record ServerConfig(
       int maxFramePayload,
       int maxStreamsPerAgent,
       int maxPendingDialsPerAgent,
+      int maxAgents,
       Duration dialTimeout,
       int maxHeaderBytes,
       int maxRequestLine,
@@ -86,6 +147,7 @@ public record ServerConfig(
           maxFramePayload,
           maxStreamsPerAgent,
           maxPendingDialsPerAgent,
+          maxAgents,
           timeout,
           maxHeaderBytes,
           maxRequestLine,
@@ -102,6 +164,25 @@ public record ServerConfig(
           initialWindow,
           maxFramePayload,
           maxStreamsPerAgent,
+          max,
+          maxAgents,
+          dialTimeout,
+          maxHeaderBytes,
+          maxRequestLine,
+          connectReadTimeout,
+          handshakeTimeout,
+          pingInterval,
+          pingTimeout,
+          listenBacklog,
+          threads);
+    }
+
+    public Limits withMaxAgents(int max) {
+      return new Limits(
+          initialWindow,
+          maxFramePayload,
+          maxStreamsPerAgent,
+          maxPendingDialsPerAgent,
           max,
           dialTimeout,
           maxHeaderBytes,
@@ -120,6 +201,7 @@ public record ServerConfig(
           maxFramePayload,
           maxStreamsPerAgent,
           maxPendingDialsPerAgent,
+          maxAgents,
           dialTimeout,
           maxHeaderBytes,
           maxRequestLine,
@@ -138,6 +220,7 @@ public record ServerConfig(
           io.egresstunnel.proto.Limits.DEFAULT_MAX_FRAME_PAYLOAD,
           10_000,
           1_000,
+          10_000,
           Duration.ofSeconds(10),
           8 * 1024,
           4 * 1024,
@@ -165,7 +248,7 @@ public record ServerConfig(
         1,
         Limits.defaults(),
         null,
-        null);
+        Security.defaults());
   }
 
   public ServerConfig withLimits(Limits newLimits) {
@@ -181,7 +264,7 @@ public record ServerConfig(
         serverCount,
         newLimits,
         kubernetes,
-        agentTokenFile);
+        security);
   }
 
   public ServerConfig withKubernetes(Kubernetes k) {
@@ -197,10 +280,31 @@ public record ServerConfig(
         serverCount,
         limits,
         k,
-        agentTokenFile);
+        security);
   }
 
   public ServerConfig withAgentTokenFile(Path tokens) {
+    return withSecurity(security.withAgentAuth(new AgentAuth(tokens, null, null)));
+  }
+
+  /** TLS on the CONNECT listener and on the agent listener (either may be null). */
+  public ServerConfig withTls(TlsFiles connect, TlsFiles agents) {
+    return new ServerConfig(
+        mode,
+        connectListen,
+        udsPath,
+        agentListen,
+        adminListen,
+        connect,
+        agents,
+        serverId,
+        serverCount,
+        limits,
+        kubernetes,
+        security);
+  }
+
+  public ServerConfig withSecurity(Security newSecurity) {
     return new ServerConfig(
         mode,
         connectListen,
@@ -213,6 +317,6 @@ public record ServerConfig(
         serverCount,
         limits,
         kubernetes,
-        tokens);
+        newSecurity);
   }
 }

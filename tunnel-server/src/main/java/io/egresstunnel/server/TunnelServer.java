@@ -1,7 +1,9 @@
 package io.egresstunnel.server;
 
 import io.egresstunnel.proto.Limits;
+import io.egresstunnel.proto.net.ReloadingSslContext;
 import io.egresstunnel.proto.net.TargetDialer;
+import io.egresstunnel.proto.net.TlsOptions;
 import io.egresstunnel.proto.net.Transport;
 import io.egresstunnel.proto.session.SessionPipeline;
 import io.egresstunnel.proto.session.TunnelSession;
@@ -31,10 +33,16 @@ import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.net.SocketAddress;
 import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.GroupPrincipal;
+import java.nio.file.attribute.PosixFileAttributeView;
 import java.nio.file.attribute.PosixFilePermissions;
+import java.nio.file.attribute.UserPrincipalNotFoundException;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import javax.net.ssl.SSLException;
 import org.slf4j.Logger;
@@ -59,6 +67,9 @@ public final class TunnelServer implements AutoCloseable {
   private final EventLoopGroup bossGroup;
   private final EventLoopGroup workerGroup;
   private final List<Channel> listeners = new ArrayList<>();
+  private final List<ReloadingSslContext> reloadingContexts = new ArrayList<>();
+  private final ScheduledExecutorService tlsReloader =
+      Executors.newSingleThreadScheduledExecutor(new DefaultThreadFactory("tls-reload", true));
   private volatile boolean started;
   private Channel connectChannel;
   private Channel agentChannel;
@@ -81,16 +92,13 @@ public final class TunnelServer implements AutoCloseable {
       this.apiRoutes = null;
       this.router = declaredRouter;
     }
-    this.registry = new AgentRegistry(declaredRouter, apiRoutes);
-    try {
-      this.authenticator =
-          config.agentTokenFile() == null
-              ? null
-              : AgentAuthenticator.fromFile(config.agentTokenFile());
-    } catch (java.io.IOException e) {
+    this.registry = new AgentRegistry(declaredRouter, apiRoutes, config.limits().maxAgents());
+    ServerConfig.AgentAuth auth = config.security().agentAuth();
+    if (auth.clientCa() != null && config.agentTls() == null) {
       throw new IllegalArgumentException(
-          "cannot read --agent-token-file " + config.agentTokenFile() + ": " + e.getMessage(), e);
+          "--agent-client-ca needs wss: give --agent-tls-cert and --agent-tls-key");
     }
+    this.authenticator = AgentAuthenticator.create(auth, kubernetesClient);
     this.bossGroup = Transport.newGroup(1, new DefaultThreadFactory("tunnel-accept", true));
     this.workerGroup =
         Transport.newGroup(config.limits().threads(), new DefaultThreadFactory("tunnel-io", true));
@@ -99,8 +107,29 @@ public final class TunnelServer implements AutoCloseable {
   /** Binds every configured listener; throws if one cannot be bound. */
   public TunnelServer start() throws IOException, InterruptedException {
     try {
-      SslContext connectTls = serverTls(config.tls());
-      SslContext agentTls = serverTls(config.agentTls());
+      TlsOptions tlsOptions = config.security().tls();
+      ReloadingSslContext connectTls =
+          reloading("CONNECT listener TLS", config.tls(), ClientAuth.REQUIRE, tlsOptions);
+      ServerConfig.TlsFiles agentFiles = config.agentTls();
+      if (agentFiles != null && config.security().agentAuth().clientCa() != null) {
+        agentFiles =
+            new ServerConfig.TlsFiles(
+                agentFiles.cert(), agentFiles.key(), config.security().agentAuth().clientCa());
+      }
+      // Certificates are one way among several for agents: ask for one, require it only if it is
+      // the only way.
+      ClientAuth agentClientAuth =
+          config.security().agentAuth().tokenFile() == null
+                  && config.security().agentAuth().tokenReview() == null
+              ? ClientAuth.REQUIRE
+              : ClientAuth.OPTIONAL;
+      ReloadingSslContext agentTls =
+          reloading("agent listener TLS", agentFiles, agentClientAuth, tlsOptions);
+      if (!authenticator.required()) {
+        log.warn(
+            "agents are not authenticated: any agent may speak for any node (give"
+                + " --agent-token-file, --agent-client-ca or --authentication-audience)");
+      }
       if (config.connectListen() != null) {
         connectChannel =
             bind(
@@ -112,8 +141,7 @@ public final class TunnelServer implements AutoCloseable {
         Files.deleteIfExists(config.udsPath());
         ServerBootstrap uds = connectBootstrap(Transport.domainServerChannel(), null);
         bind(uds, Transport.domainSocketAddress(config.udsPath()), "CONNECT (Unix socket)");
-        Files.setPosixFilePermissions(
-            config.udsPath(), PosixFilePermissions.fromString("rw-------"));
+        restrictSocket(config.udsPath(), config.security().udsGroup());
       }
       agentChannel = bind(agentBootstrap(agentTls), config.agentListen(), "agent");
       if (apiRoutes != null) {
@@ -150,7 +178,7 @@ public final class TunnelServer implements AutoCloseable {
   }
 
   private ServerBootstrap connectBootstrap(
-      Class<? extends io.netty.channel.ServerChannel> channelClass, SslContext tls) {
+      Class<? extends io.netty.channel.ServerChannel> channelClass, ReloadingSslContext tls) {
     ServerConfig.Limits limits = config.limits();
     HttpDecoderConfig httpConfig =
         new HttpDecoderConfig()
@@ -182,7 +210,7 @@ public final class TunnelServer implements AutoCloseable {
         });
   }
 
-  private ServerBootstrap agentBootstrap(SslContext tls) {
+  private ServerBootstrap agentBootstrap(ReloadingSslContext tls) {
     ServerConfig.Limits limits = config.limits();
     TunnelSession.Config sessionConfig =
         new TunnelSession.Config(
@@ -221,9 +249,13 @@ public final class TunnelServer implements AutoCloseable {
                 }
                 p.addLast("http", new HttpServerCodec());
                 p.addLast("http-aggregator", new HttpObjectAggregator(8192));
-                if (authenticator != null) {
-                  p.addLast("agent-auth", new AgentAuthHandler(authenticator));
-                }
+                p.addLast(
+                    "agent-auth",
+                    new AgentAuthHandler(
+                        authenticator,
+                        registry,
+                        limits.maxAgents(),
+                        limits.handshakeTimeout().toMillis()));
                 p.addLast("websocket", new WebSocketServerProtocolHandler(wsConfig));
                 SessionPipeline.install(
                     p,
@@ -251,17 +283,52 @@ public final class TunnelServer implements AutoCloseable {
             });
   }
 
-  private static SslContext serverTls(ServerConfig.TlsFiles files) throws SSLException {
+  /**
+   * A TLS context for a listener that follows its files: changed certificates, keys and CAs are
+   * used for new connections; open ones keep theirs.
+   */
+  private ReloadingSslContext reloading(
+      String what, ServerConfig.TlsFiles files, ClientAuth clientAuth, TlsOptions options) {
     if (files == null) {
       return null;
     }
-    SslContextBuilder b =
-        SslContextBuilder.forServer(files.cert().toFile(), files.key().toFile())
-            .protocols("TLSv1.3", "TLSv1.2");
+    List<Path> paths = new ArrayList<>(List.of(files.cert(), files.key()));
     if (files.clientCa() != null) {
-      b.trustManager(files.clientCa().toFile()).clientAuth(ClientAuth.REQUIRE);
+      paths.add(files.clientCa());
+    }
+    ReloadingSslContext tls =
+        ReloadingSslContext.load(
+                what, paths, () -> serverTls(files, clientAuth, options), options.reloadInterval())
+            .start(tlsReloader);
+    reloadingContexts.add(tls);
+    return tls;
+  }
+
+  private static SslContext serverTls(
+      ServerConfig.TlsFiles files, ClientAuth clientAuth, TlsOptions options) throws SSLException {
+    SslContextBuilder b =
+        options.apply(SslContextBuilder.forServer(files.cert().toFile(), files.key().toFile()));
+    if (files.clientCa() != null) {
+      b.trustManager(files.clientCa().toFile()).clientAuth(clientAuth);
     }
     return b.build();
+  }
+
+  /** Owner only (0600), or owner and {@code group} (0660). */
+  private static void restrictSocket(Path socket, String group) throws IOException {
+    if (group == null) {
+      Files.setPosixFilePermissions(socket, PosixFilePermissions.fromString("rw-------"));
+      return;
+    }
+    GroupPrincipal principal;
+    try {
+      principal =
+          socket.getFileSystem().getUserPrincipalLookupService().lookupPrincipalByGroupName(group);
+    } catch (UserPrincipalNotFoundException e) {
+      throw new IOException("--uds-group " + group + ": no such group", e);
+    }
+    Files.getFileAttributeView(socket, PosixFileAttributeView.class).setGroup(principal);
+    Files.setPosixFilePermissions(socket, PosixFilePermissions.fromString("rw-rw----"));
   }
 
   public ServerConfig config() {
@@ -317,6 +384,9 @@ public final class TunnelServer implements AutoCloseable {
     bossGroup.shutdownGracefully(0, 2, TimeUnit.SECONDS).syncUninterruptibly();
     workerGroup.shutdownGracefully(0, 2, TimeUnit.SECONDS).syncUninterruptibly();
     dialer.close();
+    authenticator.close();
+    reloadingContexts.forEach(ReloadingSslContext::close);
+    tlsReloader.shutdownNow();
     if (apiRoutes != null) {
       apiRoutes.close();
     }

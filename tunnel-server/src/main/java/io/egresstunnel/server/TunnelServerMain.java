@@ -3,10 +3,12 @@ package io.egresstunnel.server;
 import io.egresstunnel.proto.Limits;
 import io.egresstunnel.proto.config.Lifecycle;
 import io.egresstunnel.proto.config.Units;
+import io.egresstunnel.proto.net.TlsOptions;
 import io.egresstunnel.routing.EgressMode;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.concurrent.Callable;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -18,6 +20,7 @@ import picocli.CommandLine.Option;
 @Command(
     name = "tunnel-server",
     mixinStandardHelpOptions = true,
+    subcommands = {io.egresstunnel.server.certs.CertsCommand.class},
     sortOptions = false,
     usageHelpWidth = 100,
     version = "tunnel-server 0.1.0 (protocol " + Limits.MAX_VERSION + ")",
@@ -53,8 +56,16 @@ public final class TunnelServerMain implements Callable<Integer> {
   @Option(
       names = "--uds",
       paramLabel = "PATH",
-      description = "Also accept CONNECT on this Unix socket (created with mode 0600).")
+      description =
+          "Also accept CONNECT on this Unix socket (created with mode 0600, or 0660 with"
+              + " --uds-group).")
   Path uds;
+
+  @Option(
+      names = "--uds-group",
+      paramLabel = "GROUP",
+      description = "Give this group read and write access to the --uds socket (mode 0660).")
+  String udsGroup;
 
   @Option(
       names = "--agent-listen",
@@ -100,6 +111,69 @@ public final class TunnelServerMain implements Callable<Integer> {
       paramLabel = "PEM",
       description = "Private key of --agent-tls-cert.")
   Path agentTlsKey;
+
+  @Option(
+      names = "--tls-min-version",
+      paramLabel = "VERSION",
+      defaultValue = TlsOptions.TLS12,
+      description =
+          "Oldest TLS version accepted on every TLS listener: VersionTLS12 or VersionTLS13."
+              + " Default: ${DEFAULT-VALUE}.")
+  String tlsMinVersion;
+
+  @Option(
+      names = "--tls-cipher-suites",
+      paramLabel = "SUITE",
+      split = ",",
+      description =
+          "Offer only these cipher suites (IANA names, comma-separated; name the TLS 1.3 suites"
+              + " too if TLS 1.3 should stay possible). Default: AEAD suites with forward secrecy.")
+  List<String> tlsCipherSuites = List.of();
+
+  @Option(
+      names = "--tls-reload-interval",
+      paramLabel = "DURATION",
+      defaultValue = "10s",
+      description =
+          "How often certificate, key and CA files are checked; changed files are loaded for new"
+              + " connections without a restart. Default: ${DEFAULT-VALUE}.")
+  String tlsReloadInterval;
+
+  @Option(
+      names = "--agent-client-ca",
+      paramLabel = "PEM",
+      description =
+          "Agents may authenticate with a client certificate signed by this CA whose subject is"
+              + " CN=system:node:NAME; it speaks for node NAME only. Needs --agent-tls-cert.")
+  Path agentClientCa;
+
+  @Option(
+      names = "--authentication-audience",
+      paramLabel = "AUDIENCE",
+      split = ",",
+      description =
+          "Agents may authenticate with a Kubernetes ServiceAccount token issued for this audience,"
+              + " checked with a TokenReview (needs --kubeconfig or --in-cluster). A token bound to"
+              + " a pod speaks only for that pod's node.")
+  List<String> authenticationAudience;
+
+  @Option(
+      names = "--agent-namespace",
+      description = "With --agent-service-account: the only ServiceAccount whose tokens admit.")
+  String agentNamespace;
+
+  @Option(
+      names = "--agent-service-account",
+      description = "With --agent-namespace: the only ServiceAccount whose tokens admit.")
+  String agentServiceAccount;
+
+  @Option(
+      names = "--authentication-cache-ttl",
+      paramLabel = "DURATION",
+      defaultValue = "30s",
+      description =
+          "How long a TokenReview verdict is reused for the same token. Default: ${DEFAULT-VALUE}.")
+  String authenticationCacheTtl;
 
   @Option(
       names = "--kubeconfig",
@@ -169,6 +243,13 @@ public final class TunnelServerMain implements Callable<Integer> {
       defaultValue = "1000",
       description = "Most dials waiting for one agent; more get 503. Default: ${DEFAULT-VALUE}.")
   int maxPendingDials;
+
+  @Option(
+      names = "--max-agents",
+      defaultValue = "10000",
+      description =
+          "Most agent sessions at once; further upgrades get 503. Default: ${DEFAULT-VALUE}.")
+  int maxAgents;
 
   @Option(
       names = "--dial-timeout",
@@ -267,6 +348,7 @@ public final class TunnelServerMain implements Callable<Integer> {
             Limits.checkMaxFramePayload("--max-frame-payload", Units.parseSize(maxFramePayload)),
             Limits.check("--max-streams-per-agent", maxStreamsPerAgent, 1, Integer.MAX_VALUE),
             Limits.check("--max-pending-dials-per-agent", maxPendingDials, 1, Integer.MAX_VALUE),
+            Limits.check("--max-agents", maxAgents, 1, Integer.MAX_VALUE),
             Units.parsePositiveDuration("--dial-timeout", dialTimeout),
             Limits.check("--max-header-bytes", Units.parseSize(maxHeaderBytes), 256, 1 << 20),
             4096,
@@ -277,6 +359,7 @@ public final class TunnelServerMain implements Callable<Integer> {
             Limits.check("--listen-backlog", backlog, 1, 65535),
             Limits.check("--threads", threads, 0, 1024));
     InetSocketAddress connect = connectListen.isEmpty() ? null : Units.parseHostPort(connectListen);
+    ServerConfig.Kubernetes kubernetes = kubernetes();
     return new ServerConfig(
         EgressMode.parse(mode),
         connect,
@@ -288,8 +371,42 @@ public final class TunnelServerMain implements Callable<Integer> {
         serverId != null ? serverId : InetAddress.getLocalHost().getHostName(),
         Limits.check("--server-count", serverCount, 1, 0xFFFF),
         limits,
-        kubernetes(),
-        agentTokenFile);
+        kubernetes,
+        security(kubernetes));
+  }
+
+  private ServerConfig.Security security(ServerConfig.Kubernetes kubernetes) {
+    if (udsGroup != null && uds == null) {
+      throw new IllegalArgumentException("--uds-group needs --uds");
+    }
+    if (agentClientCa != null && agentTlsCert == null) {
+      throw new IllegalArgumentException(
+          "--agent-client-ca needs --agent-tls-cert and --agent-tls-key");
+    }
+    ServerConfig.TokenReview review = null;
+    if (authenticationAudience != null) {
+      if (kubernetes == null) {
+        throw new IllegalArgumentException(
+            "--authentication-audience needs --kubeconfig or --in-cluster (TokenReviews go to"
+                + " the Kubernetes API)");
+      }
+      review =
+          new ServerConfig.TokenReview(
+              authenticationAudience.stream().filter(a -> !a.isBlank()).toList(),
+              agentNamespace,
+              agentServiceAccount,
+              Units.parsePositiveDuration("--authentication-cache-ttl", authenticationCacheTtl));
+    } else if (agentNamespace != null || agentServiceAccount != null) {
+      throw new IllegalArgumentException(
+          "--agent-namespace and --agent-service-account need --authentication-audience");
+    }
+    return new ServerConfig.Security(
+        new ServerConfig.AgentAuth(agentTokenFile, agentClientCa, review),
+        new TlsOptions(
+            tlsMinVersion,
+            tlsCipherSuites,
+            Units.parsePositiveDuration("--tls-reload-interval", tlsReloadInterval)),
+        udsGroup);
   }
 
   private ServerConfig.Kubernetes kubernetes() {

@@ -37,22 +37,28 @@ class AgentAuthenticationTest {
   }
 
   /** A websocket upgrade as an agent sends it; returns the status line and body. */
-  private static String upgrade(TunnelServer server, String token, String node) throws Exception {
+  static String upgrade(TunnelServer server, String token, String node) throws Exception {
     try (Socket s = new Socket()) {
       s.connect(server.agentAddress(), 5_000);
       s.setSoTimeout(10_000);
-      String request =
-          "GET /v1/tunnel HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-              + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-              + (node == null ? "" : "X-Egress-Tunnel-Node: " + node + "\r\n")
-              + (token == null ? "" : "Authorization: Bearer " + token + "\r\n")
-              + "\r\n";
-      s.getOutputStream().write(request.getBytes(StandardCharsets.US_ASCII));
-      InputStream in = s.getInputStream();
-      byte[] buf = new byte[4096];
-      int n = in.read(buf);
-      return new String(buf, 0, Math.max(n, 0), StandardCharsets.UTF_8);
+      return upgrade(s, token, node);
     }
+  }
+
+  /** The same over a connected socket (plain or TLS). */
+  static String upgrade(Socket s, String token, String node) throws Exception {
+    String request =
+        "GET /v1/tunnel HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            + (node == null ? "" : "X-Egress-Tunnel-Node: " + node + "\r\n")
+            + (token == null ? "" : "Authorization: Bearer " + token + "\r\n")
+            + "\r\n";
+    s.getOutputStream().write(request.getBytes(StandardCharsets.US_ASCII));
+    s.getOutputStream().flush();
+    InputStream in = s.getInputStream();
+    byte[] buf = new byte[4096];
+    int n = in.read(buf);
+    return new String(buf, 0, Math.max(n, 0), StandardCharsets.UTF_8);
   }
 
   @Test
@@ -116,18 +122,6 @@ class AgentAuthenticationTest {
   }
 
   private static AgentConfig withToken(AgentConfig c, Path token) {
-    return new AgentConfig(
-        c.servers(),
-        c.nodeName(),
-        c.nodeAddresses(),
-        c.podCidrs(),
-        c.kubeletPort(),
-        c.caCert(),
-        c.allow(),
-        c.mode(),
-        c.masking(),
-        c.limits(),
-        c.kubernetes(),
-        token);
+    return c.withCredentials(c.caCert(), new AgentConfig.Credentials(token, null, null));
   }
 }

@@ -11,7 +11,6 @@ import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.server.mock.EnableKubernetesMockClient;
 import java.net.InetSocketAddress;
 import java.net.Socket;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import org.junit.jupiter.api.Test;
@@ -45,28 +44,7 @@ class KubernetesRoutingEndToEndTest {
         TestTarget podB = new TestTarget("127.5.2.10", 0, TestTarget::echo)) {
       client.pods().resource(pod("web-a", "node-a", "127.5.1.10")).create();
       client.pods().resource(pod("web-b", "node-b", "127.5.2.10")).create();
-      Path kubeconfig = dir.resolve("kubeconfig");
-      Files.writeString(
-          kubeconfig,
-          String.join(
-              "\n",
-              "apiVersion: v1",
-              "kind: Config",
-              "clusters:",
-              "- name: mock",
-              "  cluster:",
-              "    server: " + client.getConfiguration().getMasterUrl(),
-              "users:",
-              "- name: tunnel-server",
-              "  user:",
-              "    token: test",
-              "contexts:",
-              "- name: mock",
-              "  context:",
-              "    cluster: mock",
-              "    user: tunnel-server",
-              "current-context: mock",
-              ""));
+      Path kubeconfig = MockKubeconfig.write(dir, client);
       ServerConfig config =
           ServerConfig.plain(
                   EgressMode.CLUSTER,

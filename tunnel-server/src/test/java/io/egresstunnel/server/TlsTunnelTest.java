@@ -14,13 +14,11 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
 import java.net.InetSocketAddress;
-import java.net.Socket;
 import java.net.URI;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.List;
 import javax.net.ssl.KeyManager;
-import javax.net.ssl.SSLContext;
 import javax.net.ssl.SSLSocket;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -88,22 +86,7 @@ class TlsTunnelTest {
             EgressMode.POD,
             new InetSocketAddress("127.0.0.1", 0),
             new InetSocketAddress("127.0.0.1", 0));
-    server =
-        new TunnelServer(
-                new ServerConfig(
-                    plain.mode(),
-                    plain.connectListen(),
-                    null,
-                    plain.agentListen(),
-                    null,
-                    connectTls,
-                    agentTls,
-                    "s",
-                    1,
-                    plain.limits(),
-                    null,
-                    null))
-            .start();
+    server = new TunnelServer(plain.withTls(connectTls, agentTls)).start();
     AgentConfig simple =
         AgentConfig.simple(
                 URI.create("wss://127.0.0.1:" + server.agentAddress().getPort()),
@@ -113,19 +96,8 @@ class TlsTunnelTest {
             .withPodCidrs(List.of(Cidr.parse("127.4.1.0/24")));
     agent =
         new TunnelAgent(
-                new AgentConfig(
-                    simple.servers(),
-                    simple.nodeName(),
-                    simple.nodeAddresses(),
-                    simple.podCidrs(),
-                    simple.kubeletPort(),
-                    ca.toTempRootCertPem().toPath(),
-                    simple.allow(),
-                    simple.mode(),
-                    simple.masking(),
-                    simple.limits(),
-                    null,
-                    null))
+                simple.withCredentials(
+                    ca.toTempRootCertPem().toPath(), AgentConfig.Credentials.NONE))
             .start();
     await()
         .atMost(Duration.ofSeconds(20))
@@ -150,7 +122,7 @@ class TlsTunnelTest {
       byte[] head = in.readNBytes(39);
       assertThat(new String(head, StandardCharsets.US_ASCII))
           .isEqualTo("HTTP/1.1 200 Connection established\r\n\r\n");
-      Transfers.Result r = echoThrough(s, 4 << 20);
+      Transfers.Result r = TlsClient.echoThrough(s, 4 << 20);
       assertThat(r.receivedSha()).isEqualTo(r.sentSha());
     }
   }
@@ -178,40 +150,7 @@ class TlsTunnelTest {
   }
 
   private static SSLSocket tlsSocket(KeyManager[] keys) throws Exception {
-    SSLContext ctx = SSLContext.getInstance("TLS");
-    ctx.init(keys, ca.toTrustManagerFactory().getTrustManagers(), null);
-    Socket raw = new Socket();
-    raw.connect(server.connectAddress(), 5_000);
-    SSLSocket s =
-        (SSLSocket) ctx.getSocketFactory().createSocket(raw, "127.0.0.1", raw.getPort(), true);
-    s.setSoTimeout(15_000);
-    s.startHandshake();
-    return s;
-  }
-
-  private static Transfers.Result echoThrough(SSLSocket s, long bytes) throws Exception {
-    // SSLSocket cannot half-close: send (concurrently) and read exactly as much back.
-    var sent =
-        java.util.concurrent.CompletableFuture.supplyAsync(
-            () -> {
-              try {
-                return Transfers.writeRandom(s.getOutputStream(), bytes, 3);
-              } catch (IOException e) {
-                throw new java.io.UncheckedIOException(e);
-              }
-            });
-    var md = Transfers.sha256();
-    byte[] buf = new byte[64 * 1024];
-    long left = bytes;
-    InputStream in = s.getInputStream();
-    while (left > 0) {
-      int n = in.read(buf, 0, (int) Math.min(buf.length, left));
-      if (n < 0) {
-        break;
-      }
-      md.update(buf, 0, n);
-      left -= n;
-    }
-    return new Transfers.Result(sent.get(), Transfers.hex(md), bytes - left);
+    return TlsClient.open(
+        server.connectAddress(), keys, ca.toTrustManagerFactory().getTrustManagers());
   }
 }

@@ -44,7 +44,20 @@ class TunnelServerMainTest {
           "--threads",
           "--kubeconfig",
           "--in-cluster",
-          "--node-name"
+          "--node-name",
+          "--uds-group",
+          "--tls-min-version",
+          "--tls-cipher-suites",
+          "--tls-reload-interval",
+          "--agent-token-file",
+          "--agent-client-ca",
+          "--authentication-audience",
+          "--agent-namespace",
+          "--agent-service-account",
+          "--authentication-cache-ttl",
+          "--max-agents",
+          "--connect-read-timeout",
+          "certs"
         }) {
       assertThat(out.toString()).contains(flag);
     }
@@ -64,6 +77,60 @@ class TunnelServerMainTest {
     assertThat(c.limits().maxFramePayload()).isEqualTo(256 * 1024);
     assertThat(c.limits().listenBacklog()).isEqualTo(4096);
     assertThat(c.tls()).isNull();
+    assertThat(c.limits().maxAgents()).isEqualTo(10_000);
+    assertThat(c.security().tls().minVersion()).isEqualTo("VersionTLS12");
+    assertThat(c.security().tls().cipherSuites()).isEmpty();
+    assertThat(c.security().agentAuth().required()).isFalse();
+  }
+
+  @Test
+  void securityFlagsBuildTheirConfigAndConflictsAreNamed() throws Exception {
+    TunnelServerMain ok = new TunnelServerMain();
+    TunnelServerMain.commandLine(ok)
+        .parseArgs(
+            "--server-id", "s",
+            "--kubeconfig", "/k",
+            "--authentication-audience", "egress-tunnel",
+            "--agent-namespace", "kube-system",
+            "--agent-service-account", "egress-agent",
+            "--tls-min-version", "VersionTLS13",
+            "--tls-cipher-suites", "TLS_AES_128_GCM_SHA256,TLS_AES_256_GCM_SHA384",
+            "--max-agents", "5");
+    ServerConfig c = ok.toConfig();
+    assertThat(c.security().agentAuth().tokenReview().audiences()).containsExactly("egress-tunnel");
+    assertThat(c.security().agentAuth().tokenReview().serviceAccount()).isEqualTo("egress-agent");
+    assertThat(c.security().tls().cipherSuites())
+        .containsExactly("TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384");
+    assertThat(c.limits().maxAgents()).isEqualTo(5);
+
+    String[][] conflicts = {
+      {"--authentication-audience", "x"}, // no API to review with
+      {"--uds-group", "wheel"},
+      {"--agent-client-ca", "/ca.pem"},
+      {"--kubeconfig", "/k", "--agent-namespace", "n"},
+      {"--kubeconfig", "/k", "--authentication-audience", "x", "--agent-namespace", "n"},
+      {"--tls-min-version", "VersionTLS10"},
+      {"--tls-cipher-suites", "TLS_RSA_WITH_NULL_SHA999"},
+      {"--max-agents", "0"},
+    };
+    String[] expected = {
+      "--authentication-audience needs --kubeconfig or --in-cluster",
+      "--uds-group needs --uds",
+      "--agent-client-ca needs --agent-tls-cert",
+      "need --authentication-audience",
+      "--agent-namespace and --agent-service-account go together",
+      "VersionTLS12 or VersionTLS13",
+      "unsupported TLS cipher suites [TLS_RSA_WITH_NULL_SHA999]",
+      "--max-agents",
+    };
+    for (int i = 0; i < conflicts.length; i++) {
+      TunnelServerMain m = new TunnelServerMain();
+      String[] args = java.util.Arrays.copyOf(conflicts[i], conflicts[i].length + 2);
+      args[args.length - 2] = "--server-id";
+      args[args.length - 1] = "s";
+      TunnelServerMain.commandLine(m).parseArgs(args);
+      assertThatThrownBy(m::toConfig).hasMessageContaining(expected[i]);
+    }
   }
 
   @Test

@@ -1,6 +1,7 @@
 package io.egresstunnel.server;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import io.egresstunnel.routing.EgressMode;
 import java.net.InetSocketAddress;
@@ -11,11 +12,15 @@ import java.nio.channels.SocketChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.attribute.PosixFileAttributes;
 import java.nio.file.attribute.PosixFilePermissions;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
-/** The apiserver's other transport: CONNECT over a Unix socket, created with mode 0600. */
+/**
+ * The apiserver's other transport: CONNECT over a Unix socket, created with mode 0600, or 0660 for
+ * the group given with --uds-group.
+ */
 class UnixSocketConnectTest {
 
   @Test
@@ -23,20 +28,7 @@ class UnixSocketConnectTest {
     Path sock = dir.resolve("connect.sock");
     ServerConfig base =
         ServerConfig.plain(EgressMode.DISABLED, null, new InetSocketAddress("127.0.0.1", 0));
-    ServerConfig config =
-        new ServerConfig(
-            base.mode(),
-            null,
-            sock,
-            base.agentListen(),
-            null,
-            null,
-            null,
-            "s",
-            1,
-            base.limits(),
-            null,
-            null);
+    ServerConfig config = withUds(base, sock);
     try (TunnelServer server = new TunnelServer(config).start();
         TestTarget echo = new TestTarget("127.0.0.1", 0, TestTarget::echo);
         SocketChannel ch = SocketChannel.open(StandardProtocolFamily.UNIX)) {
@@ -57,5 +49,51 @@ class UnixSocketConnectTest {
       }
       assertThat(new String(reply.array(), StandardCharsets.US_ASCII)).isEqualTo("hello");
     }
+  }
+
+  @Test
+  void aGroupCanBeGivenAccessToTheSocket(@TempDir Path dir) throws Exception {
+    Path sock = dir.resolve("connect.sock");
+    // The group of a file we create is one we may hand the socket to.
+    String group =
+        Files.readAttributes(Files.createFile(dir.resolve("probe")), PosixFileAttributes.class)
+            .group()
+            .getName();
+    ServerConfig base =
+        ServerConfig.plain(EgressMode.DISABLED, null, new InetSocketAddress("127.0.0.1", 0));
+    ServerConfig config =
+        withUds(base, sock)
+            .withSecurity(
+                new ServerConfig.Security(
+                    base.security().agentAuth(), base.security().tls(), group));
+    try (TunnelServer server = new TunnelServer(config).start()) {
+      PosixFileAttributes attrs = Files.readAttributes(sock, PosixFileAttributes.class);
+      assertThat(PosixFilePermissions.toString(attrs.permissions())).isEqualTo("rw-rw----");
+      assertThat(attrs.group().getName()).isEqualTo(group);
+    }
+    ServerConfig unknown =
+        withUds(base, dir.resolve("other.sock"))
+            .withSecurity(
+                new ServerConfig.Security(
+                    base.security().agentAuth(), base.security().tls(), "no-such-group-xyz"));
+    assertThatThrownBy(() -> new TunnelServer(unknown).start())
+        .isInstanceOf(java.io.IOException.class)
+        .hasMessageContaining("--uds-group no-such-group-xyz: no such group");
+  }
+
+  private static ServerConfig withUds(ServerConfig base, Path sock) {
+    return new ServerConfig(
+        base.mode(),
+        null,
+        sock,
+        base.agentListen(),
+        null,
+        null,
+        null,
+        "s",
+        1,
+        base.limits(),
+        null,
+        base.security());
   }
 }

@@ -17,12 +17,14 @@ import io.netty.channel.ChannelPipeline;
 import io.netty.handler.codec.DecoderResult;
 import io.netty.handler.codec.http.DefaultFullHttpResponse;
 import io.netty.handler.codec.http.FullHttpResponse;
+import io.netty.handler.codec.http.HttpDecoderConfig;
 import io.netty.handler.codec.http.HttpHeaderNames;
 import io.netty.handler.codec.http.HttpHeaderValues;
 import io.netty.handler.codec.http.HttpMethod;
 import io.netty.handler.codec.http.HttpRequest;
+import io.netty.handler.codec.http.HttpRequestDecoder;
+import io.netty.handler.codec.http.HttpResponseEncoder;
 import io.netty.handler.codec.http.HttpResponseStatus;
-import io.netty.handler.codec.http.HttpServerCodec;
 import io.netty.handler.codec.http.HttpVersion;
 import io.netty.handler.codec.http.TooLongHttpHeaderException;
 import io.netty.handler.codec.http.TooLongHttpLineException;
@@ -43,6 +45,8 @@ import org.slf4j.LoggerFactory;
  */
 final class ConnectHandler extends ChannelInboundHandlerAdapter {
   private static final Logger log = LoggerFactory.getLogger(ConnectHandler.class);
+  private static final String HTTP_DECODER = "http-decoder";
+  private static final String HTTP_ENCODER = "http-encoder";
   private static final ByteBuf CONNECTED =
       Unpooled.unreleasableBuffer(
           Unpooled.copiedBuffer(
@@ -136,12 +140,26 @@ final class ConnectHandler extends ChannelInboundHandlerAdapter {
       }
       return;
     }
+    if (!"HTTP".equals(request.protocolVersion().protocolName())
+        || request.protocolVersion().majorVersion() != 1) {
+      respond(
+          ctx,
+          HttpResponseStatus.HTTP_VERSION_NOT_SUPPORTED,
+          "HTTP version " + request.protocolVersion() + " is not supported; use HTTP/1.1");
+      return;
+    }
     if (!HttpMethod.CONNECT.equals(request.method())) {
       FullHttpResponse response =
           errorResponse(
               HttpResponseStatus.METHOD_NOT_ALLOWED,
               "method " + request.method() + " is not supported; this proxy only serves CONNECT");
       response.headers().set(HttpHeaderNames.ALLOW, "CONNECT");
+      if (HttpMethod.HEAD.equals(request.method())) {
+        // A response to HEAD has no body; Content-Length still says what it would be.
+        FullHttpResponse head = response.replace(Unpooled.EMPTY_BUFFER);
+        response.release();
+        response = head;
+      }
       send(ctx, response);
       return;
     }
@@ -256,7 +274,7 @@ final class ConnectHandler extends ChannelInboundHandlerAdapter {
                       ChannelPipeline p = ctx.pipeline();
                       p.remove(this);
                       Splice.start(client, targetChannel);
-                      p.remove(HttpServerCodec.class);
+                      removeHttpCodec(p);
                       client.writeAndFlush(CONNECTED.duplicate());
                     }));
   }
@@ -267,7 +285,24 @@ final class ConnectHandler extends ChannelInboundHandlerAdapter {
    */
   private void switchToRaw(ChannelPipeline p) {
     p.remove(this);
-    p.remove(HttpServerCodec.class);
+    removeHttpCodec(p);
+  }
+
+  /**
+   * The CONNECT listener's HTTP codec: a decoder that stops after one request, so that bytes
+   * pipelined behind it (a TLS ClientHello, say) stay buffered, undecoded, and are handed on when
+   * the decoder is removed.
+   */
+  static void addHttpCodec(ChannelPipeline p, HttpDecoderConfig config) {
+    HttpRequestDecoder decoder = new HttpRequestDecoder(config);
+    decoder.setSingleDecode(true);
+    p.addLast(HTTP_DECODER, decoder);
+    p.addLast(HTTP_ENCODER, new HttpResponseEncoder());
+  }
+
+  private static void removeHttpCodec(ChannelPipeline p) {
+    p.remove(HTTP_ENCODER);
+    p.remove(HTTP_DECODER);
   }
 
   private void dialFailed(ChannelHandlerContext ctx, ConnectTarget target, Throwable cause) {
@@ -302,7 +337,7 @@ final class ConnectHandler extends ChannelInboundHandlerAdapter {
   }
 
   private static FullHttpResponse errorResponse(HttpResponseStatus status, String reason) {
-    String line = reason.replace('\r', ' ').replace('\n', ' ') + "\n";
+    String line = ConnectTarget.printable(reason, 1000) + "\n";
     FullHttpResponse response =
         new DefaultFullHttpResponse(
             HttpVersion.HTTP_1_1, status, Unpooled.copiedBuffer(line, StandardCharsets.UTF_8));

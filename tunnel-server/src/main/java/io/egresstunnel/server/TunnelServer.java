@@ -204,7 +204,7 @@ public final class TunnelServer implements AutoCloseable {
             if (tls != null) {
               p.addLast("tls", tls.newHandler(ch.alloc()));
             }
-            p.addLast("http", new HttpServerCodec(httpConfig));
+            ConnectHandler.addHttpCodec(p, httpConfig);
             p.addLast("connect", new ConnectHandler(TunnelServer.this));
           }
         });

@@ -4,6 +4,7 @@ import io.egresstunnel.agent.policy.AllowRule;
 import io.egresstunnel.proto.Cidr;
 import io.egresstunnel.routing.EgressMode;
 import java.net.InetAddress;
+import java.net.InetSocketAddress;
 import java.net.URI;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -25,6 +26,7 @@ import java.util.List;
  * @param limits every limit the agent enforces
  * @param kubernetes keep the allow-list current from the Kubernetes API, or null: flags only
  * @param credentials how the agent proves its node to the servers
+ * @param adminListen address of /healthz, /readyz and /metrics, or null for none
  */
 public record AgentConfig(
     List<URI> servers,
@@ -38,7 +40,8 @@ public record AgentConfig(
     Masking masking,
     Limits limits,
     Kubernetes kubernetes,
-    Credentials credentials) {
+    Credentials credentials,
+    InetSocketAddress adminListen) {
 
   /**
    * What the agent presents to the servers at the websocket upgrade.
@@ -110,6 +113,9 @@ public record AgentConfig(
    * @param reconnectMin first reconnect delay
    * @param reconnectMax largest reconnect delay
    * @param threads event loop threads (0: one per core)
+   * @param syncInterval after reaching a server it already holds, how long the agent waits before
+   *     it connects again through that URL (doubling up to {@code reconnectMax})
+   * @param gracePeriod on shutdown, how long open streams may go on after the go-away
    */
   public record Limits(
       int initialWindow,
@@ -122,7 +128,43 @@ public record AgentConfig(
       Duration pingTimeout,
       Duration reconnectMin,
       Duration reconnectMax,
-      int threads) {
+      int threads,
+      Duration syncInterval,
+      Duration gracePeriod) {
+
+    public Limits withSyncInterval(Duration interval) {
+      return new Limits(
+          initialWindow,
+          maxFramePayload,
+          maxStreams,
+          maxPendingDials,
+          dialTimeout,
+          handshakeTimeout,
+          pingInterval,
+          pingTimeout,
+          reconnectMin,
+          reconnectMax,
+          threads,
+          interval,
+          gracePeriod);
+    }
+
+    public Limits withGracePeriod(Duration grace) {
+      return new Limits(
+          initialWindow,
+          maxFramePayload,
+          maxStreams,
+          maxPendingDials,
+          dialTimeout,
+          handshakeTimeout,
+          pingInterval,
+          pingTimeout,
+          reconnectMin,
+          reconnectMax,
+          threads,
+          syncInterval,
+          grace);
+    }
 
     public static Limits defaults() {
       return new Limits(
@@ -136,7 +178,9 @@ public record AgentConfig(
           Duration.ofSeconds(45),
           Duration.ofMillis(100),
           Duration.ofSeconds(30),
-          0);
+          0,
+          Duration.ofSeconds(5),
+          Duration.ofSeconds(20));
     }
   }
 
@@ -155,7 +199,25 @@ public record AgentConfig(
         Masking.AUTO,
         Limits.defaults(),
         null,
-        Credentials.NONE);
+        Credentials.NONE,
+        null);
+  }
+
+  public AgentConfig withServers(List<URI> urls) {
+    return new AgentConfig(
+        urls,
+        nodeName,
+        nodeAddresses,
+        podCidrs,
+        kubeletPort,
+        caCert,
+        allow,
+        mode,
+        masking,
+        limits,
+        kubernetes,
+        credentials,
+        adminListen);
   }
 
   public AgentConfig withKubeletPort(int port) {
@@ -171,7 +233,8 @@ public record AgentConfig(
         masking,
         limits,
         kubernetes,
-        credentials);
+        credentials,
+        adminListen);
   }
 
   public AgentConfig withPodCidrs(List<Cidr> cidrs) {
@@ -187,7 +250,8 @@ public record AgentConfig(
         masking,
         limits,
         kubernetes,
-        credentials);
+        credentials,
+        adminListen);
   }
 
   public AgentConfig withAllow(List<AllowRule> rules) {
@@ -203,7 +267,8 @@ public record AgentConfig(
         masking,
         limits,
         kubernetes,
-        credentials);
+        credentials,
+        adminListen);
   }
 
   public AgentConfig withKubernetes(Kubernetes k) {
@@ -219,7 +284,8 @@ public record AgentConfig(
         masking,
         limits,
         k,
-        credentials);
+        credentials,
+        adminListen);
   }
 
   public AgentConfig withCredentials(Path caBundle, Credentials newCredentials) {
@@ -235,7 +301,8 @@ public record AgentConfig(
         masking,
         limits,
         kubernetes,
-        newCredentials);
+        newCredentials,
+        adminListen);
   }
 
   public AgentConfig withLimits(Limits newLimits) {
@@ -251,6 +318,24 @@ public record AgentConfig(
         masking,
         newLimits,
         kubernetes,
-        credentials);
+        credentials,
+        adminListen);
+  }
+
+  public AgentConfig withAdminListen(InetSocketAddress address) {
+    return new AgentConfig(
+        servers,
+        nodeName,
+        nodeAddresses,
+        podCidrs,
+        kubeletPort,
+        caCert,
+        allow,
+        mode,
+        masking,
+        limits,
+        kubernetes,
+        credentials,
+        address);
   }
 }

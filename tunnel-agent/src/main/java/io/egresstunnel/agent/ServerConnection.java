@@ -2,6 +2,7 @@ package io.egresstunnel.agent;
 
 import io.egresstunnel.proto.AgentHello;
 import io.egresstunnel.proto.Dial;
+import io.egresstunnel.proto.ErrorCode;
 import io.egresstunnel.proto.GoAway;
 import io.egresstunnel.proto.Limits;
 import io.egresstunnel.proto.net.Transport;
@@ -24,17 +25,39 @@ import io.netty.handler.codec.http.websocketx.WebSocketClientProtocolHandler;
 import io.netty.handler.ssl.SslContext;
 import java.net.URI;
 import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Set;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Supplier;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * The agent's tunnel to one server URL: connects, upgrades to a websocket, says hello, serves the
- * server's dials, and reconnects with backoff whenever the session ends, until stopped.
+ * The agent's tunnels through one server URL. Each {@link Tunnel} connects, upgrades to a
+ * websocket, says hello, serves the server's dials, and reconnects with backoff whenever its
+ * session ends, until stopped.
+ *
+ * <p>A URL may lead to several servers (a load balancer). The {@link ServerSet} shared by all URLs
+ * holds one session per server id: a session that reaches a server already held is a duplicate. It
+ * sends GO_AWAY(NO_ERROR) and closes, and its tunnel tries again after the sync interval (doubling
+ * up to the longest reconnect delay). While the agent holds fewer servers than the hellos announce
+ * and was given fewer URLs than there are servers, each URL keeps more tunnels, {@link
+ * ServerSet#tunnelsPerUrl()} in all, of which at most {@link #MAX_ATTEMPTS_PER_URL} are connecting
+ * or waiting to retry at once.
  */
-final class ServerConnection implements TunnelSession.Listener {
+final class ServerConnection {
   private static final Logger log = LoggerFactory.getLogger(ServerConnection.class);
+
+  /** The most tunnels through one URL that are connecting or waiting to retry at once. */
+  static final int MAX_ATTEMPTS_PER_URL = 4;
+
+  /** Duplicates in a row through one URL after which the agent warns (and every 10th after). */
+  private static final int DUPLICATE_STREAK_WARNING = 3;
 
   private final URI uri;
   private final AgentConfig config;
@@ -42,26 +65,39 @@ final class ServerConnection implements TunnelSession.Listener {
   private final Supplier<SslContext> tls;
   private final AgentHello hello;
   private final DialHandler dialHandler;
-  private final Backoff backoff;
+  private final ServerSet servers;
+  private final Runnable onServersChanged;
+  private final AgentMetrics metrics;
   private final boolean masking;
+  private final List<Tunnel> tunnels = new ArrayList<>(); // guarded by this
+  private final Set<Attempt> attempts = ConcurrentHashMap.newKeySet(); // every open connection
+  private int duplicateStreak; // guarded by this
   private volatile boolean stopped;
-  private volatile TunnelSession session;
-  private volatile Channel channel;
 
+  /**
+   * @param servers the servers held through every URL
+   * @param onServersChanged runs when a server is held, freed or learned (to add tunnels)
+   * @param metrics where the sessions and reconnects are counted
+   */
   ServerConnection(
       URI base,
       AgentConfig config,
       EventLoopGroup group,
       Supplier<SslContext> tls,
       AgentHello hello,
-      DialHandler dialHandler) {
+      DialHandler dialHandler,
+      ServerSet servers,
+      Runnable onServersChanged,
+      AgentMetrics metrics) {
     this.uri = tunnelUri(base);
     this.config = config;
     this.group = group;
     this.tls = tls;
     this.hello = hello;
     this.dialHandler = dialHandler;
-    this.backoff = new Backoff(config.limits().reconnectMin(), config.limits().reconnectMax());
+    this.servers = servers;
+    this.onServersChanged = onServersChanged;
+    this.metrics = metrics;
     upgradeHeaders(config); // a token file that cannot be read fails the start
     this.masking =
         switch (config.masking()) {
@@ -108,102 +144,331 @@ final class ServerConnection implements TunnelSession.Listener {
     return uri;
   }
 
-  /** The current session, if established. */
-  TunnelSession session() {
-    TunnelSession s = session;
-    return s != null && s.isEstablished() ? s : null;
-  }
-
   void start() {
-    connect();
+    reconcile();
   }
 
+  /** Stops reconnecting and closes every connection through this URL at once. */
   void stop() {
     stopped = true;
-    Channel c = channel;
-    if (c != null) {
-      c.close();
+    for (Attempt a : attempts) {
+      Channel c = a.channel;
+      if (c != null) {
+        c.close();
+      }
     }
   }
 
-  private void connect() {
+  /**
+   * Stops reconnecting and sends GO_AWAY(NO_ERROR) on every session: the servers open no new
+   * streams on them, and each closes once its streams have ended. Connections without a session
+   * close at once.
+   */
+  void drain(String message) {
+    stopped = true;
+    for (Attempt a : attempts) {
+      a.drain(message);
+    }
+  }
+
+  /**
+   * One future per connection through this URL that has not finished yet; each completes once its
+   * connection has closed and its server has been freed.
+   */
+  List<CompletableFuture<Void>> unfinished() {
+    List<CompletableFuture<Void>> open = new ArrayList<>();
+    for (Attempt a : attempts) {
+      open.add(a.finished);
+    }
+    return open;
+  }
+
+  /**
+   * Adds tunnels until this URL keeps as many as the agent needs, at most {@link
+   * #MAX_ATTEMPTS_PER_URL} of them not holding a session. Beyond the first, only while a server is
+   * missing.
+   */
+  synchronized void reconcile() {
     if (stopped) {
       return;
     }
-    AgentConfig.Limits limits = config.limits();
-    int port = uri.getPort() > 0 ? uri.getPort() : ("wss".equals(uri.getScheme()) ? 443 : 80);
-    io.netty.handler.codec.http.HttpHeaders headers;
-    try {
-      headers = upgradeHeaders(config);
-    } catch (IllegalArgumentException e) {
-      retry(e.getMessage());
-      return;
+    int wanted = servers.tunnelsPerUrl();
+    int attempting = 0;
+    for (Tunnel t : tunnels) {
+      attempting += t.holding() ? 0 : 1;
     }
-    new Bootstrap()
-        .group(group)
-        .channel(Transport.socketChannel())
-        .option(ChannelOption.TCP_NODELAY, true)
-        .option(ChannelOption.RCVBUF_ALLOCATOR, Transport.dataReadAllocator())
-        .option(
-            ChannelOption.WRITE_BUFFER_WATER_MARK,
-            new WriteBufferWaterMark(512 * 1024, 2 * 1024 * 1024))
-        .option(ChannelOption.CONNECT_TIMEOUT_MILLIS, (int) limits.handshakeTimeout().toMillis())
-        .handler(new Initializer(port, headers))
-        .connect(uri.getHost(), port)
-        .addListener(
-            f -> {
-              if (!f.isSuccess()) {
-                retry("cannot connect: " + f.cause().getMessage());
-                return;
-              }
-              Channel c = ((io.netty.channel.ChannelFuture) f).channel();
-              channel = c;
-              c.closeFuture().addListener(x -> retry("connection closed"));
-            });
-  }
-
-  private void retry(String why) {
-    session = null;
-    if (stopped) {
-      return;
+    while (tunnels.size() < wanted
+        && attempting < MAX_ATTEMPTS_PER_URL
+        && (tunnels.isEmpty() || servers.missing())) {
+      Tunnel t = new Tunnel();
+      tunnels.add(t);
+      attempting++;
+      if (tunnels.size() > 1) {
+        log.info(
+            "tunnel to {}: holding {} of {} servers {}; opening tunnel {} through this URL",
+            uri,
+            servers.held(),
+            servers.serverCount(),
+            servers.ids(),
+            tunnels.size());
+      }
+      try {
+        group.execute(t::connect);
+      } catch (RejectedExecutionException e) {
+        return; // the agent is closing
+      }
     }
-    long delay = backoff.nextDelayMillis();
-    log.info("tunnel to {}: {}; reconnecting in {} ms", uri, why, delay);
-    group.schedule(this::connect, delay, TimeUnit.MILLISECONDS);
   }
 
-  // ---- session events ------------------------------------------------------------------------
-
-  @Override
-  public void onEstablished(TunnelSession s) {
-    session = s;
-    backoff.reset();
-    log.info(
-        "tunnel to {} established: server {} (1 of {}), protocol {}, node {}",
-        uri,
-        s.serverHello().serverId(),
-        s.serverHello().serverCount(),
-        s.serverHello().version(),
-        hello.nodeName());
+  /**
+   * Whether {@code t}, about to reconnect, should end instead: this URL keeps more tunnels than
+   * needed, or every server is held and others remain.
+   */
+  private synchronized boolean retire(Tunnel t) {
+    if (tunnels.size() > servers.tunnelsPerUrl() || (tunnels.size() > 1 && !servers.missing())) {
+      tunnels.remove(t);
+      return true;
+    }
+    return false;
   }
 
-  @Override
-  public void onDial(TunnelStream stream, Dial dial) {
-    dialHandler.dial(stream, dial);
+  /**
+   * One tunnel through this URL: connects, holds a session to a server not held yet, and connects
+   * again (with backoff) when it closes, when its server goes away, or after the sync interval when
+   * it reached a server already held.
+   */
+  private final class Tunnel {
+    private final Backoff backoff =
+        new Backoff(config.limits().reconnectMin(), config.limits().reconnectMax());
+    private final Backoff syncBackoff =
+        new Backoff(
+            config.limits().syncInterval(),
+            max(config.limits().syncInterval(), config.limits().reconnectMax()));
+    private volatile TunnelSession held;
+
+    boolean holding() {
+      return held != null;
+    }
+
+    void connect() {
+      if (stopped) {
+        return;
+      }
+      AgentConfig.Limits limits = config.limits();
+      int port = uri.getPort() > 0 ? uri.getPort() : ("wss".equals(uri.getScheme()) ? 443 : 80);
+      io.netty.handler.codec.http.HttpHeaders headers;
+      try {
+        headers = upgradeHeaders(config);
+      } catch (IllegalArgumentException e) {
+        next(backoff.nextDelayMillis(), e.getMessage());
+        return;
+      }
+      Attempt attempt = new Attempt(this);
+      new Bootstrap()
+          .group(group)
+          .channel(Transport.socketChannel())
+          .option(ChannelOption.TCP_NODELAY, true)
+          .option(ChannelOption.RCVBUF_ALLOCATOR, Transport.dataReadAllocator())
+          .option(
+              ChannelOption.WRITE_BUFFER_WATER_MARK,
+              new WriteBufferWaterMark(512 * 1024, 2 * 1024 * 1024))
+          .option(ChannelOption.CONNECT_TIMEOUT_MILLIS, (int) limits.handshakeTimeout().toMillis())
+          .handler(new Initializer(port, headers, attempt))
+          .connect(uri.getHost(), port)
+          .addListener(
+              f -> {
+                if (!f.isSuccess()) {
+                  next(backoff.nextDelayMillis(), "cannot connect: " + f.cause().getMessage());
+                  return;
+                }
+                Channel c = ((io.netty.channel.ChannelFuture) f).channel();
+                attempt.channel = c;
+                attempts.add(attempt);
+                if (stopped) {
+                  c.close(); // stop() ran meanwhile and did not see this channel
+                }
+                c.closeFuture().addListener(x -> attempt.closed());
+              });
+    }
+
+    /**
+     * Connects again after {@code delayMillis}, unless stopped or no longer needed; logs {@code
+     * why} unless it is null.
+     */
+    void next(long delayMillis, String why) {
+      held = null;
+      if (stopped) {
+        return;
+      }
+      if (retire(this)) {
+        log.debug("tunnel to {}: {}; this tunnel is no longer needed", uri, why);
+        return;
+      }
+      if (why != null) {
+        log.info("tunnel to {}: {}; reconnecting in {} ms", uri, why, delayMillis);
+      }
+      try {
+        group.schedule(this::connect, delayMillis, TimeUnit.MILLISECONDS);
+        metrics.reconnecting();
+      } catch (RejectedExecutionException e) {
+        // the agent is closing
+      }
+    }
   }
 
-  @Override
-  public void onGoAway(TunnelSession s, GoAway goAway) {
-    log.info("server {} is going away: {} {}", uri, goAway.code(), goAway.message());
+  private static Duration max(Duration a, Duration b) {
+    return a.compareTo(b) >= 0 ? a : b;
+  }
+
+  /**
+   * One connection of a tunnel, from connect to close, and the listener of its session. All its
+   * events run on its channel's event loop.
+   */
+  private final class Attempt implements TunnelSession.Listener {
+    private final Tunnel tunnel;
+    private final CompletableFuture<Void> finished = new CompletableFuture<>();
+    private volatile Channel channel;
+    private volatile TunnelSession session;
+    private boolean holds; // its session held its server
+    private boolean settled; // its tunnel has moved on: nothing this attempt does reconnects
+
+    Attempt(Tunnel tunnel) {
+      this.tunnel = tunnel;
+    }
+
+    void drain(String message) {
+      Channel c = channel;
+      if (c == null) {
+        return;
+      }
+      c.eventLoop()
+          .execute(
+              () -> {
+                settled = true;
+                TunnelSession s = session;
+                if (s != null) {
+                  s.goAway(ErrorCode.NO_ERROR, message);
+                } else {
+                  c.close();
+                }
+              });
+    }
+
+    @Override
+    public void onEstablished(TunnelSession s) {
+      session = s;
+      String id = ServerSet.serverId(s);
+      if (stopped) {
+        settled = true;
+        s.goAway(ErrorCode.NO_ERROR, "the agent is shutting down");
+        return;
+      }
+      TunnelSession holder = servers.claim(s);
+      if (holder == null) {
+        holds = true;
+        tunnel.held = s;
+        tunnel.backoff.reset();
+        tunnel.syncBackoff.reset();
+        synchronized (ServerConnection.this) {
+          duplicateStreak = 0;
+        }
+        log.info(
+            "tunnel to {} established: server {} (holding {} of {} servers {}), protocol {},"
+                + " node {}",
+            uri,
+            id,
+            servers.held(),
+            servers.serverCount(),
+            servers.ids(),
+            s.serverHello().version(),
+            hello.nodeName());
+        onServersChanged.run();
+        return;
+      }
+      // A duplicate: say so, so that the server routes nothing new here, and close once drained.
+      settled = true;
+      s.goAway(ErrorCode.NO_ERROR, "duplicate tunnel to server " + id);
+      long delay = tunnel.syncBackoff.nextDelayMillis();
+      int streak;
+      synchronized (ServerConnection.this) {
+        streak = ++duplicateStreak;
+      }
+      if (servers.missing()
+          && (streak == DUPLICATE_STREAK_WARNING
+              || (streak > DUPLICATE_STREAK_WARNING && streak % 10 == 0))) {
+        log.warn(
+            "holding {} of {} servers {} through {}: the load balancer keeps sending us to"
+                + " server {} ({} times in a row); give every server's URL with --server, or"
+                + " make the load balancer spread connections. Next try in {} ms",
+            servers.held(),
+            servers.serverCount(),
+            servers.ids(),
+            uri,
+            id,
+            streak,
+            delay);
+      } else {
+        log.info(
+            "tunnel to {} reached server {} again (holding {} of {} servers {}); closing the"
+                + " duplicate, next try in {} ms",
+            uri,
+            id,
+            servers.held(),
+            servers.serverCount(),
+            servers.ids(),
+            delay);
+      }
+      tunnel.next(delay, null);
+      onServersChanged.run(); // the hello may have announced more servers
+    }
+
+    @Override
+    public void onDial(TunnelStream stream, Dial dial) {
+      dialHandler.dial(stream, dial);
+    }
+
+    @Override
+    public void onGoAway(TunnelSession s, GoAway goAway) {
+      String id = s.serverHello() == null ? uri.toString() : ServerSet.serverId(s);
+      log.info("server {} is going away: {} {}", id, goAway.code(), goAway.message());
+      if (holds && !settled && goAway.code() == ErrorCode.NO_ERROR) {
+        // The server drains: its streams finish on this session, and a new tunnel reaches a
+        // live server (or this one, restarted) meanwhile.
+        settled = true;
+        servers.release(s);
+        tunnel.next(tunnel.backoff.nextDelayMillis(), "server " + id + " is going away");
+        onServersChanged.run();
+      }
+    }
+
+    void closed() {
+      TunnelSession s = session;
+      if (holds) {
+        servers.release(s);
+      }
+      if (!settled) {
+        settled = true;
+        tunnel.next(
+            tunnel.backoff.nextDelayMillis(),
+            holds ? "session to server " + ServerSet.serverId(s) + " closed" : "connection closed");
+        if (holds) {
+          onServersChanged.run();
+        }
+      }
+      attempts.remove(this);
+      finished.complete(null);
+    }
   }
 
   private final class Initializer extends ChannelInitializer<Channel> {
     private final int port;
     private final io.netty.handler.codec.http.HttpHeaders upgradeHeaders;
+    private final Attempt attempt;
 
-    Initializer(int port, io.netty.handler.codec.http.HttpHeaders upgradeHeaders) {
+    Initializer(int port, io.netty.handler.codec.http.HttpHeaders upgradeHeaders, Attempt attempt) {
       this.port = port;
       this.upgradeHeaders = upgradeHeaders;
+      this.attempt = attempt;
     }
 
     @Override
@@ -226,12 +491,18 @@ final class ServerConnection implements TunnelSession.Listener {
                   .customHeaders(upgradeHeaders)
                   .allowMaskMismatch(true)
                   .build()));
-      p.addLast("upgrade-watch", new UpgradeWatcher());
+      p.addLast("upgrade-watch", new UpgradeWatcher(attempt));
     }
   }
 
   /** Installs the tunnel session once the websocket upgrade has succeeded. */
   private final class UpgradeWatcher extends ChannelInboundHandlerAdapter {
+    private final Attempt attempt;
+
+    UpgradeWatcher(Attempt attempt) {
+      this.attempt = attempt;
+    }
+
     @Override
     public void userEventTriggered(ChannelHandlerContext ctx, Object evt) {
       if (evt == WebSocketClientProtocolHandler.ClientHandshakeStateEvent.HANDSHAKE_COMPLETE) {
@@ -248,7 +519,7 @@ final class ServerConnection implements TunnelSession.Listener {
             p,
             limits.pingInterval(),
             limits.pingTimeout(),
-            TunnelSession.agent(sessionConfig, hello, ServerConnection.this));
+            TunnelSession.agent(sessionConfig, hello, attempt).withMetrics(metrics.tunnel()));
         p.remove(this);
         return;
       }

@@ -3,6 +3,7 @@ package io.egresstunnel.agent;
 import io.egresstunnel.agent.policy.DialPolicy;
 import io.egresstunnel.proto.AgentHello;
 import io.egresstunnel.proto.Limits;
+import io.egresstunnel.proto.net.AdminHttp;
 import io.egresstunnel.proto.net.ReloadingSslContext;
 import io.egresstunnel.proto.net.TargetDialer;
 import io.egresstunnel.proto.net.TlsOptions;
@@ -10,18 +11,30 @@ import io.egresstunnel.proto.net.Transport;
 import io.egresstunnel.proto.session.TunnelSession;
 import io.egresstunnel.routing.KubernetesClients;
 import io.fabric8.kubernetes.client.KubernetesClient;
+import io.netty.channel.Channel;
+import io.netty.channel.ChannelFuture;
 import io.netty.channel.EventLoopGroup;
+import io.netty.handler.codec.http.HttpResponseStatus;
 import io.netty.handler.ssl.SslContext;
 import io.netty.handler.ssl.SslContextBuilder;
 import io.netty.util.concurrent.DefaultThreadFactory;
+import io.prometheus.metrics.model.registry.PrometheusRegistry;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.net.InetSocketAddress;
 import java.net.URI;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Objects;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicReference;
 import java.util.function.Supplier;
 import javax.net.ssl.SSLException;
@@ -30,7 +43,8 @@ import org.slf4j.LoggerFactory;
 
 /**
  * tunnel-agent: one {@link ServerConnection} per server URL, all sharing one event-loop group, one
- * dial policy for this node and one dialer.
+ * dial policy for this node, one dialer, and the {@link ServerSet}: one session per server id,
+ * until the agent holds as many servers as the servers' hellos announce.
  */
 public final class TunnelAgent implements AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(TunnelAgent.class);
@@ -42,11 +56,23 @@ public final class TunnelAgent implements AutoCloseable {
   private final KubernetesClient kubernetesClient;
   private final NodePolicySource policySource;
   private final List<ServerConnection> connections = new ArrayList<>();
+  private final ServerSet servers;
+  private final AgentMetrics metrics;
+  private volatile Channel adminChannel;
   private ScheduledExecutorService tlsReloader;
   private ReloadingSslContext reloadingTls;
 
   public TunnelAgent(AgentConfig config) throws SSLException {
+    this(config, new PrometheusRegistry());
+  }
+
+  /**
+   * An agent whose metrics go to {@code metricsRegistry}, served at {@code /metrics} on the admin
+   * listener; the process adds its JVM metrics there. Each agent needs a registry of its own.
+   */
+  public TunnelAgent(AgentConfig config, PrometheusRegistry metricsRegistry) throws SSLException {
     this.config = config;
+    this.metrics = new AgentMetrics(metricsRegistry, () -> sessions().size(), () -> serverCount());
     this.policy =
         new AtomicReference<>(
             new DialPolicy(
@@ -78,6 +104,7 @@ public final class TunnelAgent implements AutoCloseable {
             config.podCidrs());
     DialHandler dialHandler = new DialHandler(policy::get, dialer, config.limits().dialTimeout());
     Supplier<SslContext> tls = null;
+    this.servers = new ServerSet(config.servers().size());
     for (URI server : config.servers()) {
       if ("wss".equals(server.getScheme()) && tls == null) {
         tls = clientTls(config);
@@ -89,7 +116,10 @@ public final class TunnelAgent implements AutoCloseable {
               group,
               "wss".equals(server.getScheme()) ? tls : null,
               hello,
-              dialHandler));
+              dialHandler,
+              servers,
+              this::serversChanged,
+              metrics));
     }
   }
 
@@ -139,13 +169,110 @@ public final class TunnelAgent implements AutoCloseable {
       policySource.start(kubernetesClient);
     }
     log.info("tunnel-agent for node {}: {}", config.nodeName(), policy.get().describe());
+    if (config.adminListen() != null) {
+      startAdmin(config.adminListen());
+    }
     connections.forEach(ServerConnection::start);
     return this;
   }
 
-  /** The established sessions, one per connected server. */
+  /** {@code /healthz}, {@code /readyz} (a session is established) and {@code /metrics}. */
+  private void startAdmin(InetSocketAddress address) {
+    Map<String, AdminHttp.Endpoint> endpoints =
+        Map.of(
+            "/healthz",
+            q -> AdminHttp.Response.text(HttpResponseStatus.OK, "ok"),
+            "/readyz",
+            q -> {
+              int held = sessions().size();
+              String servers = held + " of " + serverCount() + " server(s) connected";
+              return held > 0
+                  ? AdminHttp.Response.text(HttpResponseStatus.OK, "ok: " + servers)
+                  : AdminHttp.Response.text(
+                      HttpResponseStatus.SERVICE_UNAVAILABLE, "not ready: " + servers);
+            });
+    ChannelFuture bound =
+        AdminHttp.bootstrap(group, endpoints, metrics.registry())
+            .bind(address)
+            .awaitUninterruptibly();
+    if (!bound.isSuccess()) {
+      close();
+      throw new UncheckedIOException(
+          new IOException(
+              "cannot listen for admin on " + address + ": " + bound.cause().getMessage(),
+              bound.cause()));
+    }
+    adminChannel = bound.channel();
+    log.info("listening for admin on {}", adminChannel.localAddress());
+  }
+
+  /** The bound admin address (useful with port 0). */
+  public InetSocketAddress adminAddress() {
+    return (InetSocketAddress) adminChannel.localAddress();
+  }
+
+  /** The agent's metrics (docs/metrics.md). */
+  public AgentMetrics metrics() {
+    return metrics;
+  }
+
+  /**
+   * The sessions this agent holds, one per server: each from its hello until it closes or its
+   * server announces a go-away.
+   */
   public List<TunnelSession> sessions() {
-    return connections.stream().map(ServerConnection::session).filter(Objects::nonNull).toList();
+    return servers.sessions();
+  }
+
+  /** The ids of the servers this agent holds a session to, sorted. */
+  public Set<String> serverIds() {
+    return servers.ids();
+  }
+
+  /** How many servers serve the cluster, as the servers' hellos tell (1 before any hello). */
+  public int serverCount() {
+    return servers.serverCount();
+  }
+
+  private void serversChanged() {
+    for (ServerConnection c : connections) {
+      c.reconcile();
+    }
+  }
+
+  /**
+   * Graceful shutdown, first half: stops reconnecting and sends GO_AWAY(NO_ERROR) on every session,
+   * so that servers route no new streams here (a dial that crosses it gets DRAINING). Returns true
+   * once every session has closed after its last stream, or false when {@code grace} has passed
+   * first. {@link #close()} then ends whatever is still open.
+   */
+  public boolean drain(Duration grace) throws InterruptedException {
+    log.info(
+        "draining: go-away to servers {}; open streams may finish within {}", servers.ids(), grace);
+    for (ServerConnection c : connections) {
+      c.drain("the agent for node " + config.nodeName() + " is shutting down");
+    }
+    long deadline = System.nanoTime() + grace.toNanos();
+    while (true) {
+      List<CompletableFuture<Void>> open = new ArrayList<>();
+      for (ServerConnection c : connections) {
+        open.addAll(c.unfinished());
+      }
+      if (open.isEmpty()) {
+        log.info("drained: every session closed after its last stream");
+        return true;
+      }
+      long left = deadline - System.nanoTime();
+      if (left <= 0) {
+        log.warn("grace period of {} is over; closing {} open session(s)", grace, open.size());
+        return false;
+      }
+      try {
+        open.get(0).get(left, TimeUnit.NANOSECONDS);
+      } catch (TimeoutException | ExecutionException e) {
+        // the deadline is checked above
+      }
+    }
   }
 
   public AgentConfig config() {
@@ -159,6 +286,10 @@ public final class TunnelAgent implements AutoCloseable {
 
   @Override
   public void close() {
+    Channel admin = adminChannel;
+    if (admin != null) {
+      admin.close().syncUninterruptibly();
+    }
     connections.forEach(ServerConnection::stop);
     group.shutdownGracefully(0, 2, TimeUnit.SECONDS).syncUninterruptibly();
     dialer.close();

@@ -3,18 +3,24 @@ package io.egresstunnel.agent;
 import io.egresstunnel.agent.policy.AllowRule;
 import io.egresstunnel.proto.Cidr;
 import io.egresstunnel.proto.Limits;
+import io.egresstunnel.proto.config.CommonOptions;
+import io.egresstunnel.proto.config.ConfigSources;
 import io.egresstunnel.proto.config.Lifecycle;
 import io.egresstunnel.proto.config.Units;
 import io.egresstunnel.routing.EgressMode;
+import io.prometheus.metrics.instrumentation.jvm.JvmMetrics;
+import io.prometheus.metrics.model.registry.PrometheusRegistry;
 import java.net.InetAddress;
 import java.net.URI;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /** Command line of tunnel-agent. */
@@ -35,12 +41,20 @@ import picocli.CommandLine.Option;
       ""
     })
 public final class TunnelAgentMain implements Callable<Integer> {
+  /**
+   * Environment variables that set flags: this, then the flag in capitals (docs/configuration.md).
+   */
+  static final String ENV_PREFIX = "EGRESS_TUNNEL_AGENT_";
 
   @Option(
       names = "--server",
       required = true,
       paramLabel = "URL",
-      description = "Server to tunnel to: ws://HOST:PORT or wss://HOST:PORT (repeatable).")
+      split = ",",
+      description =
+          "Server to tunnel to: ws://HOST:PORT or wss://HOST:PORT (repeatable, or"
+              + " comma-separated). One load-balanced URL is enough: the agent connects through"
+              + " it until it holds a tunnel to every server.")
   List<String> servers = new ArrayList<>();
 
   @Option(names = "--node-name", required = true, description = "The node this agent speaks for.")
@@ -49,12 +63,14 @@ public final class TunnelAgentMain implements Callable<Integer> {
   @Option(
       names = "--node-ip",
       paramLabel = "IP",
+      split = ",",
       description = "An address of this node, IPv4 or IPv6 (repeatable).")
   List<String> nodeIps = new ArrayList<>();
 
   @Option(
       names = "--pod-cidr",
       paramLabel = "CIDR",
+      split = ",",
       description = "A pod CIDR of this node (repeatable).")
   List<String> podCidrs = new ArrayList<>();
 
@@ -91,6 +107,7 @@ public final class TunnelAgentMain implements Callable<Integer> {
   @Option(
       names = "--allow",
       paramLabel = "CIDR[:PORT[-PORT]]",
+      split = ",",
       description = "Extra destination this agent may dial, e.g. 10.0.0.0/8:443 (repeatable).")
   List<String> allow = new ArrayList<>();
 
@@ -111,6 +128,7 @@ public final class TunnelAgentMain implements Callable<Integer> {
   @Option(
       names = "--cluster-cidr",
       paramLabel = "CIDR",
+      split = ",",
       description =
           "In cluster mode with the API: a cluster CIDR this agent may dial (repeatable).")
   List<String> clusterCidrs = new ArrayList<>();
@@ -198,6 +216,40 @@ public final class TunnelAgentMain implements Callable<Integer> {
       description = "Event loop threads; 0 means one per core. Default: ${DEFAULT-VALUE}.")
   int threads;
 
+  @Option(
+      names = "--sync-interval",
+      paramLabel = "DURATION",
+      defaultValue = "5s",
+      description =
+          "After reaching a server it already holds a tunnel to (through a load-balanced --server),"
+              + " wait this long before connecting again; doubles up to --reconnect-max."
+              + " Default: ${DEFAULT-VALUE}.")
+  String syncInterval;
+
+  @Option(
+      names = "--grace-period",
+      paramLabel = "DURATION",
+      defaultValue = "20s",
+      description =
+          "On SIGTERM: go-away to every server (no new streams), and open streams may finish for"
+              + " this long before they are closed. Keep it under the pod's"
+              + " terminationGracePeriodSeconds. Default: ${DEFAULT-VALUE}.")
+  String gracePeriod;
+
+  @Option(
+      names = "--admin-listen",
+      paramLabel = "HOST:PORT",
+      defaultValue = "127.0.0.1:8093",
+      description =
+          "Serve /healthz, /readyz (a session is established) and /metrics (Prometheus) here;"
+              + " empty for none. Default: ${DEFAULT-VALUE}.")
+  String adminListen;
+
+  @Mixin CommonOptions common = new CommonOptions();
+
+  /** The environment and config file behind the flags; set by {@link #commandLine}. */
+  ConfigSources sources;
+
   public static void main(String[] args) {
     System.exit(commandLine().execute(args));
   }
@@ -208,8 +260,14 @@ public final class TunnelAgentMain implements Callable<Integer> {
 
   /** The command line over {@code main}, set up exactly as the real entry point uses it. */
   static CommandLine commandLine(TunnelAgentMain main) {
+    return commandLine(main, System.getenv());
+  }
+
+  /** As {@link #commandLine(TunnelAgentMain)}, with {@code env} as the environment. */
+  static CommandLine commandLine(TunnelAgentMain main, Map<String, String> env) {
     CommandLine cl = new CommandLine(main);
     cl.setCaseInsensitiveEnumValuesAllowed(true);
+    main.sources = ConfigSources.install(cl, ENV_PREFIX, env);
     return cl;
   }
 
@@ -242,7 +300,9 @@ public final class TunnelAgentMain implements Callable<Integer> {
             Units.parsePositiveDuration("--ping-timeout", pingTimeout),
             Duration.ofMillis(100),
             Units.parsePositiveDuration("--reconnect-max", reconnectMax),
-            Limits.check("--threads", threads, 0, 1024));
+            Limits.check("--threads", threads, 0, 1024),
+            Units.parsePositiveDuration("--sync-interval", syncInterval),
+            Units.parsePositiveDuration("--grace-period", gracePeriod));
     Limits.checkName("--node-name", nodeName);
     return new AgentConfig(
         uris,
@@ -256,7 +316,8 @@ public final class TunnelAgentMain implements Callable<Integer> {
         masking,
         limits,
         kubernetes(),
-        new AgentConfig.Credentials(tokenFile, cert, key));
+        new AgentConfig.Credentials(tokenFile, cert, key),
+        adminListen.isEmpty() ? null : Units.parseHostPort(adminListen));
   }
 
   private AgentConfig.Kubernetes kubernetes() {
@@ -278,15 +339,25 @@ public final class TunnelAgentMain implements Callable<Integer> {
 
   @Override
   public Integer call() throws Exception {
+    common.configureLogging();
+    sources.logSources();
     AgentConfig config;
     try {
       config = toConfig();
     } catch (IllegalArgumentException e) {
-      System.err.println("tunnel-agent: " + e.getMessage());
+      System.err.println("tunnel-agent: " + sources.withOrigins(e.getMessage()));
       return 2;
     }
-    TunnelAgent agent = new TunnelAgent(config).start();
-    Lifecycle.runUntilSignalled("tunnel-agent", agent);
+    PrometheusRegistry metrics = new PrometheusRegistry();
+    JvmMetrics.builder().register(metrics);
+    TunnelAgent agent = new TunnelAgent(config, metrics).start();
+    Duration grace = config.limits().gracePeriod();
+    Lifecycle.runUntilSignalled(
+        "tunnel-agent",
+        () -> {
+          agent.drain(grace);
+          agent.close();
+        });
     return 0;
   }
 }

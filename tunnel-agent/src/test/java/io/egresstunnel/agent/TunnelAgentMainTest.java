@@ -41,7 +41,10 @@ class TunnelAgentMainTest {
           "--ping-interval",
           "--ping-timeout",
           "--reconnect-max",
-          "--threads"
+          "--threads",
+          "--sync-interval",
+          "--grace-period",
+          "--admin-listen"
         }) {
       assertThat(out.toString()).contains(flag);
     }
@@ -100,5 +103,16 @@ class TunnelAgentMainTest {
     cl.setErr(new PrintWriter(err));
     assertThat(cl.execute("--node-name", "n")).isNotZero();
     assertThat(err.toString()).contains("--server");
+  }
+
+  @Test
+  void adminListenDefaultsToLoopbackAndEmptyTurnsItOff() {
+    TunnelAgentMain main = new TunnelAgentMain();
+    TunnelAgentMain.commandLine(main).parseArgs("--server", "ws://x:1", "--node-name", "n");
+    assertThat(main.toConfig().adminListen()).hasToString("/127.0.0.1:8093");
+    TunnelAgentMain off = new TunnelAgentMain();
+    TunnelAgentMain.commandLine(off)
+        .parseArgs("--server", "ws://x:1", "--node-name", "n", "--admin-listen", "");
+    assertThat(off.toConfig().adminListen()).isNull();
   }
 }

@@ -45,9 +45,15 @@ final class AgentAuthHandler extends ChannelInboundHandlerAdapter {
   private final AgentRegistry registry;
   private final int maxAgents;
   private final long timeoutMillis;
+  private final java.util.function.BooleanSupplier draining;
 
   AgentAuthHandler(
-      AgentAuthenticator authenticator, AgentRegistry registry, int maxAgents, long timeoutMillis) {
+      AgentAuthenticator authenticator,
+      AgentRegistry registry,
+      int maxAgents,
+      long timeoutMillis,
+      java.util.function.BooleanSupplier draining) {
+    this.draining = draining;
     this.authenticator = authenticator;
     this.registry = registry;
     this.maxAgents = maxAgents;
@@ -62,6 +68,15 @@ final class AgentAuthHandler extends ChannelInboundHandlerAdapter {
       return;
     }
     String node = request.headers().get(SessionPipeline.NODE_HEADER);
+    if (draining.getAsBoolean()) {
+      refuse(
+          ctx,
+          request,
+          node,
+          AgentAuthenticator.Verdict.refused(
+              HttpResponseStatus.SERVICE_UNAVAILABLE, "this tunnel server is shutting down"));
+      return;
+    }
     if (registry.agentCount() >= maxAgents) {
       refuse(
           ctx,

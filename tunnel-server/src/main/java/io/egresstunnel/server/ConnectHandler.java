@@ -1,6 +1,7 @@
 package io.egresstunnel.server;
 
 import io.egresstunnel.proto.DialStatus;
+import io.egresstunnel.proto.metrics.TunnelMetrics;
 import io.egresstunnel.proto.net.Splice;
 import io.egresstunnel.proto.net.TargetDialer;
 import io.egresstunnel.proto.session.DialFailedException;
@@ -55,6 +56,7 @@ final class ConnectHandler extends ChannelInboundHandlerAdapter {
 
   private final TunnelServer server;
   private boolean requestSeen;
+  private long dialStartNanos;
   private io.netty.util.concurrent.ScheduledFuture<?> requestTimer;
 
   ConnectHandler(TunnelServer server) {
@@ -148,6 +150,13 @@ final class ConnectHandler extends ChannelInboundHandlerAdapter {
           "HTTP version " + request.protocolVersion() + " is not supported; use HTTP/1.1");
       return;
     }
+    if (server.isDraining()) {
+      respond(
+          ctx,
+          HttpResponseStatus.SERVICE_UNAVAILABLE,
+          "this tunnel server is shutting down; retry on another");
+      return;
+    }
     if (!HttpMethod.CONNECT.equals(request.method())) {
       FullHttpResponse response =
           errorResponse(
@@ -171,6 +180,7 @@ final class ConnectHandler extends ChannelInboundHandlerAdapter {
       return;
     }
     Route route = server.router().route(target.host(), target.port());
+    dialStartNanos = System.nanoTime();
     if (route instanceof Route.ViaAgent via) {
       viaAgent(ctx, target, via.node());
     } else {
@@ -181,6 +191,7 @@ final class ConnectHandler extends ChannelInboundHandlerAdapter {
   private void viaAgent(ChannelHandlerContext ctx, ConnectTarget target, String node) {
     TunnelSession session = server.registry().session(node);
     if (session == null) {
+      server.metrics().noAgent();
       respond(
           ctx,
           HttpResponseStatus.SERVICE_UNAVAILABLE,
@@ -228,6 +239,9 @@ final class ConnectHandler extends ChannelInboundHandlerAdapter {
             onClientLoop(
                 ctx,
                 () -> {
+                  server
+                      .metrics()
+                      .dialFinished(true, f.cause(), dialStartNanos, ctx.channel().isActive());
                   if (f.isSuccess()) {
                     startTunnel(ctx, (TunnelStream) f.getNow(), node);
                   } else {
@@ -247,6 +261,7 @@ final class ConnectHandler extends ChannelInboundHandlerAdapter {
     p.addLast("stream-relay", stream.newRelayHandler());
     switchToRaw(p);
     client.writeAndFlush(CONNECTED.duplicate());
+    server.metrics().connectAnswered(200);
     stream.startRelay();
   }
 
@@ -260,6 +275,9 @@ final class ConnectHandler extends ChannelInboundHandlerAdapter {
                 onClientLoop(
                     ctx,
                     () -> {
+                      server
+                          .metrics()
+                          .dialFinished(false, f.cause(), dialStartNanos, ctx.channel().isActive());
                       if (!f.isSuccess()) {
                         dialFailed(ctx, target, f.cause());
                         return;
@@ -273,9 +291,16 @@ final class ConnectHandler extends ChannelInboundHandlerAdapter {
                       log.debug("CONNECT {} direct", target);
                       ChannelPipeline p = ctx.pipeline();
                       p.remove(this);
-                      Splice.start(client, targetChannel);
+                      TunnelMetrics m = server.metrics().tunnel();
+                      Splice.start(
+                          client,
+                          targetChannel,
+                          m.directBytesToTarget()::inc,
+                          m.directBytesToClient()::inc);
+                      server.directStreamStarted(client, target.toString());
                       removeHttpCodec(p);
                       client.writeAndFlush(CONNECTED.duplicate());
+                      server.metrics().connectAnswered(200);
                     }));
   }
 
@@ -332,7 +357,7 @@ final class ConnectHandler extends ChannelInboundHandlerAdapter {
     };
   }
 
-  private static void respond(ChannelHandlerContext ctx, HttpResponseStatus status, String reason) {
+  private void respond(ChannelHandlerContext ctx, HttpResponseStatus status, String reason) {
     send(ctx, errorResponse(status, reason));
   }
 
@@ -349,7 +374,8 @@ final class ConnectHandler extends ChannelInboundHandlerAdapter {
     return response;
   }
 
-  private static void send(ChannelHandlerContext ctx, FullHttpResponse response) {
+  private void send(ChannelHandlerContext ctx, FullHttpResponse response) {
+    server.metrics().connectAnswered(response.status().code());
     if (log.isDebugEnabled()) {
       log.debug(
           "CONNECT from {} answered {}: {}",

@@ -124,6 +124,8 @@ public record ServerConfig(
    * @param pingTimeout how long a session may stay silent before it is closed
    * @param listenBacklog the accept backlog of every listener
    * @param threads event loop threads (0: one per core)
+   * @param gracePeriod how long open streams may go on after SIGTERM before they are closed
+   * @param readyMinAgents agents that must be connected before /readyz says ready
    */
   public record Limits(
       int initialWindow,
@@ -139,7 +141,9 @@ public record ServerConfig(
       Duration pingInterval,
       Duration pingTimeout,
       int listenBacklog,
-      int threads) {
+      int threads,
+      Duration gracePeriod,
+      int readyMinAgents) {
 
     public Limits withDialTimeout(Duration timeout) {
       return new Limits(
@@ -156,7 +160,9 @@ public record ServerConfig(
           pingInterval,
           pingTimeout,
           listenBacklog,
-          threads);
+          threads,
+          gracePeriod,
+          readyMinAgents);
     }
 
     public Limits withMaxPendingDialsPerAgent(int max) {
@@ -174,7 +180,9 @@ public record ServerConfig(
           pingInterval,
           pingTimeout,
           listenBacklog,
-          threads);
+          threads,
+          gracePeriod,
+          readyMinAgents);
     }
 
     public Limits withMaxAgents(int max) {
@@ -192,7 +200,29 @@ public record ServerConfig(
           pingInterval,
           pingTimeout,
           listenBacklog,
-          threads);
+          threads,
+          gracePeriod,
+          readyMinAgents);
+    }
+
+    public Limits withDrain(Duration grace, int minAgentsForReady) {
+      return new Limits(
+          initialWindow,
+          maxFramePayload,
+          maxStreamsPerAgent,
+          maxPendingDialsPerAgent,
+          maxAgents,
+          dialTimeout,
+          maxHeaderBytes,
+          maxRequestLine,
+          connectReadTimeout,
+          handshakeTimeout,
+          pingInterval,
+          pingTimeout,
+          listenBacklog,
+          threads,
+          grace,
+          minAgentsForReady);
     }
 
     public Limits withConnectReadTimeout(Duration timeout) {
@@ -210,7 +240,9 @@ public record ServerConfig(
           pingInterval,
           pingTimeout,
           listenBacklog,
-          threads);
+          threads,
+          gracePeriod,
+          readyMinAgents);
     }
 
     /** The defaults behind the flags. */
@@ -229,6 +261,8 @@ public record ServerConfig(
           Duration.ofSeconds(15),
           Duration.ofSeconds(45),
           4096,
+          0,
+          Duration.ofSeconds(20),
           0);
     }
   }
@@ -285,6 +319,23 @@ public record ServerConfig(
 
   public ServerConfig withAgentTokenFile(Path tokens) {
     return withSecurity(security.withAgentAuth(new AgentAuth(tokens, null, null)));
+  }
+
+  /** The admin listener (health, status) on {@code address}. */
+  public ServerConfig withAdminListen(InetSocketAddress address) {
+    return new ServerConfig(
+        mode,
+        connectListen,
+        udsPath,
+        agentListen,
+        address,
+        tls,
+        agentTls,
+        serverId,
+        serverCount,
+        limits,
+        kubernetes,
+        security);
   }
 
   /** TLS on the CONNECT listener and on the agent listener (either may be null). */

@@ -1,5 +1,6 @@
 package io.egresstunnel.server;
 
+import io.egresstunnel.proto.ErrorCode;
 import io.egresstunnel.proto.Limits;
 import io.egresstunnel.proto.net.ReloadingSslContext;
 import io.egresstunnel.proto.net.TargetDialer;
@@ -29,6 +30,7 @@ import io.netty.handler.ssl.ClientAuth;
 import io.netty.handler.ssl.SslContext;
 import io.netty.handler.ssl.SslContextBuilder;
 import io.netty.util.concurrent.DefaultThreadFactory;
+import io.prometheus.metrics.model.registry.PrometheusRegistry;
 import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.net.SocketAddress;
@@ -41,6 +43,8 @@ import java.nio.file.attribute.UserPrincipalNotFoundException;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
@@ -62,6 +66,7 @@ public final class TunnelServer implements AutoCloseable {
   private final KubernetesRouteSource apiRoutes;
   private final Router router;
   private final AgentRegistry registry;
+  private final ServerMetrics metrics;
   private final AgentAuthenticator authenticator;
   private final TargetDialer dialer = new TargetDialer(2);
   private final EventLoopGroup bossGroup;
@@ -71,11 +76,21 @@ public final class TunnelServer implements AutoCloseable {
   private final ScheduledExecutorService tlsReloader =
       Executors.newSingleThreadScheduledExecutor(new DefaultThreadFactory("tls-reload", true));
   private volatile boolean started;
+  private volatile boolean draining;
+  private final Map<Channel, DirectStream> directStreams = new ConcurrentHashMap<>();
   private Channel connectChannel;
   private Channel agentChannel;
   private Channel adminChannel;
 
   public TunnelServer(ServerConfig config) {
+    this(config, new PrometheusRegistry());
+  }
+
+  /**
+   * A server whose metrics go to {@code metricsRegistry}, served at {@code /metrics} on the admin
+   * listener; the process adds its JVM metrics there. Each server needs a registry of its own.
+   */
+  public TunnelServer(ServerConfig config, PrometheusRegistry metricsRegistry) {
     this.config = config;
     this.declaredRouter = new DeclaredRouter(config.mode());
     if (config.kubernetes() != null) {
@@ -93,6 +108,7 @@ public final class TunnelServer implements AutoCloseable {
       this.router = declaredRouter;
     }
     this.registry = new AgentRegistry(declaredRouter, apiRoutes, config.limits().maxAgents());
+    this.metrics = new ServerMetrics(metricsRegistry, registry::agentCount);
     ServerConfig.AgentAuth auth = config.security().agentAuth();
     if (auth.clientCa() != null && config.agentTls() == null) {
       throw new IllegalArgumentException(
@@ -255,14 +271,16 @@ public final class TunnelServer implements AutoCloseable {
                         authenticator,
                         registry,
                         limits.maxAgents(),
-                        limits.handshakeTimeout().toMillis()));
+                        limits.handshakeTimeout().toMillis(),
+                        TunnelServer.this::isDraining));
                 p.addLast("websocket", new WebSocketServerProtocolHandler(wsConfig));
                 SessionPipeline.install(
                     p,
                     limits.pingInterval(),
                     limits.pingTimeout(),
                     TunnelSession.server(
-                        sessionConfig, config.serverId(), config.serverCount(), registry));
+                            sessionConfig, config.serverId(), config.serverCount(), registry)
+                        .withMetrics(metrics.tunnel()));
               }
             });
   }
@@ -348,15 +366,103 @@ public final class TunnelServer implements AutoCloseable {
     return registry;
   }
 
+  /** The server's metrics (docs/metrics.md). */
+  public ServerMetrics metrics() {
+    return metrics;
+  }
+
   TargetDialer dialer() {
     return dialer;
   }
 
-  /** Listeners up and, with a Kubernetes source, its informers synced and indexed. */
+  /** A CONNECT dialled directly (no agent): what status pages show of it. */
+  record DirectStream(String target, long startNanos) {}
+
+  /** Records a direct stream for status and drain; it is forgotten when the client closes. */
+  void directStreamStarted(Channel client, String target) {
+    directStreams.put(client, new DirectStream(target, System.nanoTime()));
+    client.closeFuture().addListener(f -> directStreams.remove(client));
+  }
+
+  Map<Channel, DirectStream> directStreams() {
+    return directStreams;
+  }
+
+  /** One readiness check: its name, whether it passes, and why. */
+  public record Check(String name, boolean ok, String detail) {}
+
+  /** The checks behind /readyz, in order. */
+  public List<Check> readiness() {
+    List<Check> checks = new ArrayList<>();
+    boolean listening = started && listeners.stream().allMatch(Channel::isActive);
+    checks.add(
+        new Check(
+            "listeners",
+            listening,
+            listening ? listeners.size() + " listening" : "not every listener is up"));
+    if (apiRoutes != null) {
+      checks.add(new Check("route-source", apiRoutes.isSynced(), apiRoutes.describe()));
+    }
+    int agents = registry.agentCount();
+    int needed = config.limits().readyMinAgents();
+    checks.add(
+        new Check(
+            "agents",
+            agents >= needed,
+            agents + " connected" + (needed > 0 ? ", " + needed + " needed" : "")));
+    checks.add(new Check("not-draining", !draining, draining ? "shutting down" : "serving"));
+    return checks;
+  }
+
+  /** Every readiness check passes. */
   public boolean isReady() {
-    return started
-        && listeners.stream().allMatch(Channel::isActive)
-        && (apiRoutes == null || apiRoutes.isSynced());
+    return readiness().stream().allMatch(Check::ok);
+  }
+
+  public boolean isDraining() {
+    return draining;
+  }
+
+  /**
+   * Graceful shutdown, first half: /readyz turns false, new CONNECTs and agent upgrades get 503,
+   * every agent session gets GO_AWAY (no new streams; it closes once its streams are done), and
+   * this returns when no stream is left, or when {@code grace} has passed. {@link #close()} then
+   * ends whatever is still open.
+   */
+  public void drain(Duration grace) throws InterruptedException {
+    draining = true;
+    List<TunnelSession> sessions = registry.allSessions();
+    log.info(
+        "draining: {} agent session(s), {} direct stream(s); open streams may finish within {}",
+        sessions.size(),
+        directStreams.size(),
+        grace);
+    for (TunnelSession s : sessions) {
+      s.goAway(ErrorCode.NO_ERROR, "the server is shutting down");
+    }
+    long deadline = System.nanoTime() + grace.toNanos();
+    int open = openStreams();
+    while (open > 0 && System.nanoTime() < deadline) {
+      Thread.sleep(100);
+      open = openStreams();
+    }
+    if (open > 0) {
+      log.warn("grace period of {} is over; closing {} open stream(s)", grace, open);
+    } else {
+      log.info("drained: no stream left open");
+    }
+  }
+
+  /** Streams open now, agent and direct; asks each session on its own event loop. */
+  private int openStreams() throws InterruptedException {
+    int n = directStreams.size();
+    for (TunnelSession s : registry.allSessions()) {
+      if (s.channel().isActive()) {
+        var f = s.channel().eventLoop().submit(s::streamCount).await();
+        n += f.isSuccess() ? f.getNow() : 0;
+      }
+    }
+    return n;
   }
 
   /** The bound CONNECT address (useful with port 0). */

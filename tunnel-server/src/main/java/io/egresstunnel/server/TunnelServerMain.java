@@ -1,26 +1,33 @@
 package io.egresstunnel.server;
 
 import io.egresstunnel.proto.Limits;
+import io.egresstunnel.proto.config.CommonOptions;
+import io.egresstunnel.proto.config.ConfigSources;
 import io.egresstunnel.proto.config.Lifecycle;
 import io.egresstunnel.proto.config.Units;
 import io.egresstunnel.proto.net.TlsOptions;
 import io.egresstunnel.routing.EgressMode;
+import io.prometheus.metrics.instrumentation.jvm.JvmMetrics;
+import io.prometheus.metrics.model.registry.PrometheusRegistry;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.Callable;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /** Command line of tunnel-server. */
 @Command(
     name = "tunnel-server",
     mixinStandardHelpOptions = true,
-    subcommands = {io.egresstunnel.server.certs.CertsCommand.class},
+    subcommands = {io.egresstunnel.server.certs.CertsCommand.class, StatusCommand.class},
     sortOptions = false,
     usageHelpWidth = 100,
     version = "tunnel-server 0.1.0 (protocol " + Limits.MAX_VERSION + ")",
@@ -35,6 +42,11 @@ import picocli.CommandLine.Option;
     })
 public final class TunnelServerMain implements Callable<Integer> {
   private static final Logger log = LoggerFactory.getLogger(TunnelServerMain.class);
+
+  /**
+   * Environment variables that set flags: this, then the flag in capitals (docs/configuration.md).
+   */
+  static final String ENV_PREFIX = "EGRESS_TUNNEL_SERVER_";
 
   @Option(
       names = "--mode",
@@ -78,7 +90,9 @@ public final class TunnelServerMain implements Callable<Integer> {
       names = "--admin-listen",
       paramLabel = "HOST:PORT",
       defaultValue = "127.0.0.1:8092",
-      description = "Health endpoints /healthz and /readyz. Default: ${DEFAULT-VALUE}.")
+      description =
+          "Admin endpoints: /healthz, /readyz, /routez and /metrics (Prometheus); empty for none."
+              + " Default: ${DEFAULT-VALUE}.")
   String adminListen;
 
   @Option(
@@ -304,10 +318,32 @@ public final class TunnelServerMain implements Callable<Integer> {
   int backlog;
 
   @Option(
+      names = "--grace-period",
+      paramLabel = "DURATION",
+      defaultValue = "20s",
+      description =
+          "On SIGTERM: /readyz turns false, new CONNECTs and agents get 503, agents get a"
+              + " go-away, and open streams may finish for this long before they are closed."
+              + " Keep it under the pod's terminationGracePeriodSeconds. Default: ${DEFAULT-VALUE}.")
+  String gracePeriod;
+
+  @Option(
+      names = "--ready-min-agents",
+      defaultValue = "0",
+      description =
+          "/readyz stays false until this many agents are connected. Default: ${DEFAULT-VALUE}.")
+  int readyMinAgents;
+
+  @Option(
       names = "--threads",
       defaultValue = "0",
       description = "Event loop threads; 0 means one per core. Default: ${DEFAULT-VALUE}.")
   int threads;
+
+  @Mixin CommonOptions common = new CommonOptions();
+
+  /** The environment and config file behind the flags; set by {@link #commandLine}. */
+  ConfigSources sources;
 
   public static void main(String[] args) {
     System.exit(commandLine().execute(args));
@@ -319,8 +355,14 @@ public final class TunnelServerMain implements Callable<Integer> {
 
   /** The command line over {@code main}, set up exactly as the real entry point uses it. */
   static CommandLine commandLine(TunnelServerMain main) {
+    return commandLine(main, System.getenv());
+  }
+
+  /** As {@link #commandLine(TunnelServerMain)}, with {@code env} as the environment. */
+  static CommandLine commandLine(TunnelServerMain main, Map<String, String> env) {
     CommandLine cl = new CommandLine(main);
     cl.setCaseInsensitiveEnumValuesAllowed(true);
+    main.sources = ConfigSources.install(cl, ENV_PREFIX, env);
     return cl;
   }
 
@@ -357,7 +399,9 @@ public final class TunnelServerMain implements Callable<Integer> {
             Units.parsePositiveDuration("--ping-interval", pingInterval),
             Units.parsePositiveDuration("--ping-timeout", pingTimeout),
             Limits.check("--listen-backlog", backlog, 1, 65535),
-            Limits.check("--threads", threads, 0, 1024));
+            Limits.check("--threads", threads, 0, 1024),
+            Units.parsePositiveDuration("--grace-period", gracePeriod),
+            Limits.check("--ready-min-agents", readyMinAgents, 0, Integer.MAX_VALUE));
     InetSocketAddress connect = connectListen.isEmpty() ? null : Units.parseHostPort(connectListen);
     ServerConfig.Kubernetes kubernetes = kubernetes();
     return new ServerConfig(
@@ -424,21 +468,31 @@ public final class TunnelServerMain implements Callable<Integer> {
 
   @Override
   public Integer call() throws Exception {
+    common.configureLogging();
+    sources.logSources();
     ServerConfig config;
     try {
       config = toConfig();
     } catch (IllegalArgumentException e) {
-      System.err.println("tunnel-server: " + e.getMessage());
+      System.err.println("tunnel-server: " + sources.withOrigins(e.getMessage()));
       return 2;
     }
-    TunnelServer server = new TunnelServer(config);
+    PrometheusRegistry metrics = new PrometheusRegistry();
+    JvmMetrics.builder().register(metrics);
+    TunnelServer server = new TunnelServer(config, metrics);
     try {
       server.start();
     } catch (java.io.IOException e) {
       System.err.println("tunnel-server: " + e.getMessage());
       return 1;
     }
-    Lifecycle.runUntilSignalled("tunnel-server", server);
+    Duration grace = config.limits().gracePeriod();
+    Lifecycle.runUntilSignalled(
+        "tunnel-server",
+        () -> {
+          server.drain(grace);
+          server.close();
+        });
     return 0;
   }
 }

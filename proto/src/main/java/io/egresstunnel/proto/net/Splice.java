@@ -1,5 +1,6 @@
 package io.egresstunnel.proto.net;
 
+import io.netty.buffer.ByteBuf;
 import io.netty.buffer.Unpooled;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelFutureListener;
@@ -8,6 +9,9 @@ import io.netty.channel.ChannelInboundHandlerAdapter;
 import io.netty.channel.socket.ChannelInputShutdownEvent;
 import io.netty.channel.socket.DuplexChannel;
 import io.netty.util.ReferenceCountUtil;
+import java.util.function.LongConsumer;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * Relays bytes between two sockets on the same event loop, with half-close: an EOF on one side
@@ -16,9 +20,13 @@ import io.netty.util.ReferenceCountUtil;
  * previous write completed, so a slow peer holds one read buffer and no more.
  */
 public final class Splice {
+  private static final Logger log = LoggerFactory.getLogger(Splice.class);
+
   private final Channel a;
   private final Channel b;
   private int directionsDone;
+  private long bytesAToB;
+  private long bytesBToA;
 
   private Splice(Channel a, Channel b) {
     this.a = a;
@@ -30,14 +38,59 @@ public final class Splice {
    * half-closure allowed). Handlers are added last in each pipeline.
    */
   public static void start(Channel a, Channel b) {
+    start(a, b, n -> {}, n -> {});
+  }
+
+  /**
+   * As {@link #start(Channel, Channel)}, and reports the bytes relayed: {@code aToB} gets the size
+   * of every read of {@code a} as it is written to {@code b}, {@code bToA} the other way.
+   */
+  public static void start(Channel a, Channel b, LongConsumer aToB, LongConsumer bToA) {
     if (a.eventLoop() != b.eventLoop()) {
       throw new IllegalArgumentException("a splice needs both channels on one event loop");
     }
     Splice s = new Splice(a, b);
-    a.pipeline().addLast("splice", s.new Direction(b));
-    b.pipeline().addLast("splice", s.new Direction(a));
+    a.pipeline().addLast("splice", s.new Direction(b, n -> s.relayed(true, n, aToB)));
+    b.pipeline().addLast("splice", s.new Direction(a, n -> s.relayed(false, n, bToA)));
+    s.logCloseAtDebug();
     Transport.readUnlessShut(a);
     Transport.readUnlessShut(b);
+  }
+
+  private void relayed(boolean aToB, long n, LongConsumer report) {
+    if (aToB) {
+      bytesAToB += n;
+    } else {
+      bytesBToA += n;
+    }
+    report.accept(n);
+  }
+
+  /**
+   * Once both sockets are closed, one debug line: the target, the bytes each way and how long it
+   * lasted. Splices are the server's direct connections, so there is no node to name.
+   */
+  private void logCloseAtDebug() {
+    if (!log.isDebugEnabled()) {
+      return;
+    }
+    long started = System.nanoTime();
+    Object from = a.remoteAddress();
+    Object to = b.remoteAddress();
+    a.closeFuture()
+        .addListener(
+            f ->
+                b.closeFuture()
+                    .addListener(
+                        g ->
+                            log.debug(
+                                "direct connection from {} to {} (no node) closed: {} bytes sent,"
+                                    + " {} received, {} ms",
+                                from,
+                                to,
+                                bytesAToB,
+                                bytesBToA,
+                                (System.nanoTime() - started) / 1_000_000)));
   }
 
   private void directionDone() {
@@ -50,9 +103,11 @@ public final class Splice {
   /** Copies what its channel reads to {@code out}. */
   private final class Direction extends ChannelInboundHandlerAdapter {
     private final Channel out;
+    private final LongConsumer relayed;
 
-    Direction(Channel out) {
+    Direction(Channel out, LongConsumer relayed) {
       this.out = out;
+      this.relayed = relayed;
     }
 
     @Override
@@ -60,6 +115,9 @@ public final class Splice {
       if (!out.isActive()) {
         ReferenceCountUtil.release(msg);
         return;
+      }
+      if (msg instanceof ByteBuf buf) {
+        relayed.accept(buf.readableBytes());
       }
       out.writeAndFlush(msg)
           .addListener(

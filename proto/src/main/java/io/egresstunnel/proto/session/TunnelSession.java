@@ -7,6 +7,7 @@ import io.egresstunnel.proto.DialResult;
 import io.egresstunnel.proto.DialStatus;
 import io.egresstunnel.proto.ErrorCode;
 import io.egresstunnel.proto.Frame;
+import io.egresstunnel.proto.FrameType;
 import io.egresstunnel.proto.GoAway;
 import io.egresstunnel.proto.Limits;
 import io.egresstunnel.proto.ProtocolException;
@@ -130,7 +131,12 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
   private int peerMaxFramePayload;
   private int lastStreamId;
   private int pendingDials;
+  private long connectedAtMillis;
+  private long lastHeardNanos = System.nanoTime();
+  private long closedBytesToPeer;
+  private long closedBytesFromPeer;
   private volatile long streamsOpened;
+  private SessionMetrics metrics = SessionMetrics.NONE;
 
   private TunnelSession(
       Role role,
@@ -161,6 +167,15 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
       throw new IllegalArgumentException("the hello must declare the session's own limits");
     }
     return new TunnelSession(Role.AGENT, config, listener, hello, null, 0);
+  }
+
+  /**
+   * Reports this session's frames, bytes and streams to {@code metrics} (shared by the process's
+   * sessions). Call before the session joins its pipeline.
+   */
+  public TunnelSession withMetrics(SessionMetrics metrics) {
+    this.metrics = metrics;
+    return this;
   }
 
   // ---- accessors -----------------------------------------------------------------------------
@@ -214,6 +229,45 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
     return streamsOpened;
   }
 
+  /** What the session is doing, taken on its event loop; any thread may ask. */
+  public Future<SessionStatus> status() {
+    return channel()
+        .eventLoop()
+        .submit(
+            () -> {
+              long now = System.nanoTime();
+              long toPeer = closedBytesToPeer;
+              long fromPeer = closedBytesFromPeer;
+              List<SessionStatus.Stream> list = new ArrayList<>(streams.size());
+              for (TunnelStream s : streams.values()) {
+                toPeer += s.bytesToPeer();
+                fromPeer += s.bytesFromPeer();
+                list.add(
+                    new SessionStatus.Stream(
+                        s.id(),
+                        s.target(),
+                        s.state().name().toLowerCase(java.util.Locale.ROOT),
+                        (now - s.createdNanos()) / 1_000_000,
+                        s.bytesToPeer(),
+                        s.bytesFromPeer()));
+              }
+              AgentHello hello = role == Role.SERVER ? agentHello : ownHello;
+              return new SessionStatus(
+                  hello == null ? null : hello.nodeName(),
+                  String.valueOf(channel().remoteAddress()),
+                  role == Role.SERVER
+                      ? serverId
+                      : (serverHello == null ? null : serverHello.serverId()),
+                  connectedAtMillis,
+                  (now - lastHeardNanos) / 1_000_000,
+                  isDraining(),
+                  toPeer,
+                  fromPeer,
+                  streamsOpened,
+                  list);
+            });
+  }
+
   /** A snapshot of the streams, for status pages. Call on the event loop. */
   public List<TunnelStream> streams() {
     return new ArrayList<>(streams.values());
@@ -254,6 +308,7 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
               TunnelStream stream = new TunnelStream(this, id, hostPort(host, port));
               streams.put(id, stream);
               pendingDials++;
+              metrics.dialStarted();
               stream.awaitDialResult(client, promise, answerTimeoutMillis);
               writeAndFlush(new Dial(id, dialTimeoutMillis, host, port));
             });
@@ -348,10 +403,12 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
 
   @Override
   public void channelRead(ChannelHandlerContext ctx, Object msg) {
+    lastHeardNanos = System.nanoTime();
     if (!(msg instanceof Frame frame)) {
       ReferenceCountUtil.release(msg); // pong and other websocket control frames
       return;
     }
+    metrics.frameReceived(frame.type());
     if (closing) {
       ReferenceCountUtil.release(msg);
       return;
@@ -475,6 +532,7 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
 
   private void establish() {
     established = true;
+    connectedAtMillis = System.currentTimeMillis();
     if (handshakeTimer != null) {
       handshakeTimer.cancel(false);
     }
@@ -496,6 +554,7 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
     String target = hostPort(dial.host(), dial.port());
     if (goAwaySent) {
       writeAndFlush(new DialResult(dial.streamId(), DialStatus.DRAINING, "the agent is draining"));
+      metrics.dialAnswered(DialStatus.DRAINING, 0);
       return;
     }
     if (streams.size() >= config.maxStreams() || pendingDials >= config.maxPendingDials()) {
@@ -512,11 +571,13 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
                   + ", "
                   + config.maxPendingDials()
                   + ")"));
+      metrics.dialAnswered(DialStatus.TOO_MANY_STREAMS, 0);
       return;
     }
     TunnelStream stream = new TunnelStream(this, dial.streamId(), target);
     streams.put(dial.streamId(), stream);
     pendingDials++;
+    metrics.dialStarted();
     listener.onDial(stream, dial);
   }
 
@@ -612,6 +673,7 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
     closing = true;
     log.warn("{}: closing session: {} {}", describe(), code, message);
     ctx.write(new GoAway(code, lastStreamId, message));
+    metrics.frameSent(FrameType.GO_AWAY);
     ctx.writeAndFlush(
             new CloseWebSocketFrame(WebSocketCloseStatus.PROTOCOL_ERROR, truncate(message, 120)))
         .addListener(ChannelFutureListener.CLOSE);
@@ -621,6 +683,8 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
 
   void streamClosed(TunnelStream stream) {
     if (streams.remove(stream.id()) != null) {
+      closedBytesToPeer += stream.bytesToPeer();
+      closedBytesFromPeer += stream.bytesFromPeer();
       listener.onStreamClosed(stream);
     }
     closeIfDrained();
@@ -633,9 +697,15 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
 
   void dialSettled() {
     pendingDials--;
+    metrics.dialSettled();
+  }
+
+  SessionMetrics metrics() {
+    return metrics;
   }
 
   void write(Frame frame) {
+    metrics.frameSent(frame.type());
     ctx.write(frame, ctx.voidPromise());
   }
 
@@ -644,6 +714,7 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
   }
 
   void writeAndFlush(Frame frame) {
+    metrics.frameSent(frame.type());
     ctx.writeAndFlush(frame, ctx.voidPromise());
   }
 

@@ -71,6 +71,9 @@ public final class TunnelStream {
 
   private long bytesToPeer;
   private long bytesFromPeer;
+  private boolean finishedBothWays;
+  private boolean creditStalled;
+  private long creditStalledSinceNanos;
 
   TunnelStream(TunnelSession session, int id, String target) {
     this.session = session;
@@ -112,6 +115,11 @@ public final class TunnelStream {
 
   public long bytesToPeer() {
     return bytesToPeer;
+  }
+
+  /** When the stream was created, in {@link System#nanoTime()} terms. */
+  public long createdNanos() {
+    return createdNanos;
   }
 
   public long bytesFromPeer() {
@@ -158,6 +166,7 @@ public final class TunnelStream {
     cancelDialTimer();
     state = State.OPEN;
     session.dialSettled();
+    session.metrics().streamOpened();
     sendWindow = session.peerInitialWindow();
     openPromise.trySuccess(this);
   }
@@ -196,8 +205,10 @@ public final class TunnelStream {
               .addListener(f -> session.execute(() -> onLocalClosed("target closed")));
           state = State.OPEN;
           session.dialSettled();
+          session.metrics().streamOpened();
           sendWindow = session.peerInitialWindow();
           session.writeAndFlush(new DialResult(id, DialStatus.OK, ""));
+          session.metrics().dialAnswered(DialStatus.OK, System.nanoTime() - createdNanos);
           maybeReadLocal();
         });
   }
@@ -210,6 +221,7 @@ public final class TunnelStream {
             return;
           }
           session.writeAndFlush(new DialResult(id, status, message));
+          session.metrics().dialAnswered(status, System.nanoTime() - createdNanos);
           terminate(null);
         });
   }
@@ -238,6 +250,7 @@ public final class TunnelStream {
     receiveWindow -= n;
     bufferedToLocal += n;
     bytesFromPeer += n;
+    session.metrics().dataReceived(n);
     if (toLocal.isEmpty()) {
       session.deliverAtReadComplete(this);
     }
@@ -304,6 +317,9 @@ public final class TunnelStream {
       return;
     }
     sendWindow = (int) next;
+    if (sendWindow > 0) {
+      endCreditStall();
+    }
     sendPending();
     maybeReadLocal();
   }
@@ -318,6 +334,7 @@ public final class TunnelStream {
       }
       case HALF_CLOSED_LOCAL -> {
         shutdownLocalOutput();
+        finishedBothWays = true;
         terminate(null);
       }
       default -> resetWith(ErrorCode.PROTOCOL_ERROR, "FIN on a stream that is " + state);
@@ -424,11 +441,15 @@ public final class TunnelStream {
         chunk = pendingOut.readRetainedSlice(n);
       }
       sendWindow -= n;
+      session.metrics().dataSent(n);
       session.write(new DataFrame(id, chunk));
       wrote = true;
     }
     if (wrote) {
       session.flush();
+      if (sendWindow == 0) {
+        startCreditStall();
+      }
     }
     if (pendingOut == null && localEof) {
       sendFin();
@@ -444,6 +465,7 @@ public final class TunnelStream {
     if (state == State.OPEN) {
       state = State.HALF_CLOSED_LOCAL;
     } else {
+      finishedBothWays = true;
       terminate(null);
     }
   }
@@ -510,9 +532,10 @@ public final class TunnelStream {
     boolean wasDialling = state == State.DIALLING;
     if (log.isDebugEnabled()) {
       log.debug(
-          "stream {} to {} closed from {}: {} bytes sent, {} received, {} ms{}",
+          "stream {} to {} via node {} closed from {}: {} bytes sent, {} received, {} ms{}",
           id,
           target,
+          session.agentHello() == null ? "?" : session.agentHello().nodeName(),
           state,
           bytesToPeer,
           bytesFromPeer,
@@ -520,6 +543,8 @@ public final class TunnelStream {
           dialFailure == null ? "" : " (" + dialFailure.getMessage() + ")");
     }
     state = State.CLOSED;
+    endCreditStall();
+    session.metrics().streamClosed(outcome(dialFailure, wasDialling), !wasDialling);
     cancelDialTimer();
     if (wasDialling) {
       session.dialSettled();
@@ -552,6 +577,41 @@ public final class TunnelStream {
         local.close();
       }
     }
+  }
+
+  private SessionMetrics.StreamOutcome outcome(
+      DialFailedException dialFailure, boolean wasDialling) {
+    if (dialFailure != null && dialFailure.sessionLost()) {
+      return SessionMetrics.StreamOutcome.SESSION_LOST;
+    }
+    if (wasDialling) {
+      return SessionMetrics.StreamOutcome.DIAL_FAILED;
+    }
+    return finishedBothWays ? SessionMetrics.StreamOutcome.OK : SessionMetrics.StreamOutcome.RESET;
+  }
+
+  // ---- credit stalls -------------------------------------------------------------------------
+
+  /** The send window fell to zero: the stream reads nothing more until credit arrives. */
+  private void startCreditStall() {
+    if (!creditStalled) {
+      creditStalled = true;
+      creditStalledSinceNanos = System.nanoTime();
+      session.metrics().creditStalled();
+    }
+  }
+
+  /** Credit arrived, or the stream ended: the stall's time is counted. */
+  private void endCreditStall() {
+    if (creditStalled) {
+      creditStalled = false;
+      session.metrics().creditResumed(System.nanoTime() - creditStalledSinceNanos);
+    }
+  }
+
+  /** True while the stream's send window is zero. */
+  public boolean isCreditStalled() {
+    return creditStalled;
   }
 
   private void cancelDialTimer() {

@@ -1,0 +1,202 @@
+package io.egresstunnel.server;
+
+import io.egresstunnel.proto.DialStatus;
+import io.egresstunnel.proto.metrics.TunnelMetrics;
+import io.egresstunnel.proto.net.TargetDialer;
+import io.egresstunnel.proto.session.DialFailedException;
+import io.egresstunnel.proto.session.TunnelSession;
+import io.prometheus.metrics.core.datapoints.CounterDataPoint;
+import io.prometheus.metrics.core.datapoints.DistributionDataPoint;
+import io.prometheus.metrics.core.metrics.Counter;
+import io.prometheus.metrics.core.metrics.GaugeWithCallback;
+import io.prometheus.metrics.core.metrics.Histogram;
+import io.prometheus.metrics.model.registry.PrometheusRegistry;
+import io.prometheus.metrics.model.snapshots.Unit;
+import java.util.Locale;
+import java.util.concurrent.atomic.AtomicReferenceArray;
+import java.util.function.IntSupplier;
+
+/**
+ * tunnel-server's metrics (docs/metrics.md): the tunnel's own ({@link TunnelMetrics}, prefix {@code
+ * egress_tunnel_server_}), plus agents connected, CONNECT answers by status code, and dial latency
+ * and failures by route and reason. Every labelled child is resolved here, once.
+ */
+public final class ServerMetrics {
+  static final String PREFIX = "egress_tunnel_server_";
+
+  /** Why a dial failed, or {@code OK}: the {@code outcome} and {@code reason} label values. */
+  enum DialOutcome {
+    OK,
+    REFUSED,
+    UNREACHABLE,
+    TIMEOUT,
+    FORBIDDEN,
+    TOO_MANY_STREAMS,
+    RESOLVE_FAILED,
+    DRAINING,
+    INTERNAL_ERROR,
+    SESSION_LOST,
+    CANCELLED,
+    NO_AGENT;
+
+    final String label = name().toLowerCase(Locale.ROOT);
+
+    static DialOutcome of(Throwable cause) {
+      if (cause == null) {
+        return OK;
+      }
+      if (cause instanceof DialFailedException dfe) {
+        return dfe.sessionLost() ? SESSION_LOST : of(dfe.status());
+      }
+      return of(TargetDialer.classify(cause));
+    }
+
+    static DialOutcome of(DialStatus status) {
+      return switch (status) {
+        case OK -> OK;
+        case REFUSED -> REFUSED;
+        case UNREACHABLE -> UNREACHABLE;
+        case TIMEOUT -> TIMEOUT;
+        case FORBIDDEN -> FORBIDDEN;
+        case TOO_MANY_STREAMS -> TOO_MANY_STREAMS;
+        case RESOLVE_FAILED -> RESOLVE_FAILED;
+        case DRAINING -> DRAINING;
+        case INTERNAL_ERROR -> INTERNAL_ERROR;
+      };
+    }
+  }
+
+  /** The status codes a CONNECT is answered with (README, "CONNECT statuses"); others: "other". */
+  private static final int[] CODES = {200, 400, 403, 405, 408, 414, 431, 502, 503, 504, 505};
+
+  private static final int OUTCOMES = DialOutcome.values().length;
+
+  private final PrometheusRegistry registry;
+  private final TunnelMetrics tunnel;
+  private final CounterDataPoint[] connectAnswers = new CounterDataPoint[CODES.length + 1];
+  private final Counter dialFailures;
+  private final Histogram dialSeconds;
+  // By route * OUTCOMES + outcome, resolved on first use: most pairs never occur, and need no
+  // empty series. The arrays publish each child safely to the other event loops.
+  private final AtomicReferenceArray<CounterDataPoint> failures =
+      new AtomicReferenceArray<>(2 * OUTCOMES);
+  private final AtomicReferenceArray<DistributionDataPoint> durations =
+      new AtomicReferenceArray<>(2 * OUTCOMES);
+
+  /**
+   * Registers the server's metrics in {@code registry}; {@code agentsConnected} is read at each
+   * scrape.
+   */
+  public ServerMetrics(PrometheusRegistry registry, IntSupplier agentsConnected) {
+    this.registry = registry;
+    this.tunnel = new TunnelMetrics(registry, PREFIX, TunnelSession.Role.SERVER);
+    GaugeWithCallback.builder()
+        .name(PREFIX + "agents_connected")
+        .help("Agent sessions established now.")
+        .callback(cb -> cb.call(agentsConnected.getAsInt()))
+        .register(registry);
+    Counter connects =
+        Counter.builder()
+            .name(PREFIX + "connect_requests_total")
+            .help("CONNECT requests answered, by HTTP status code (200 when the tunnel opened).")
+            .labelNames("code")
+            .withoutExemplars()
+            .register(registry);
+    for (int i = 0; i < CODES.length; i++) {
+      connectAnswers[i] = connects.labelValues(Integer.toString(CODES[i]));
+    }
+    connectAnswers[CODES.length] = connects.labelValues("other");
+    dialFailures =
+        Counter.builder()
+            .name(PREFIX + "dial_failures_total")
+            .help(
+                "CONNECTs whose target could not be connected, by route (agent, direct) and"
+                    + " reason (refused, timeout, no_agent, ...).")
+            .labelNames("route", "reason")
+            .withoutExemplars()
+            .register(registry);
+    dialSeconds =
+        Histogram.builder()
+            .name(PREFIX + "dial_duration_seconds")
+            .help(
+                "Time from a routed CONNECT to its dial's result, by route (agent, direct) and"
+                    + " outcome (ok or the failure reason).")
+            .unit(Unit.SECONDS)
+            .labelNames("route", "outcome")
+            .classicOnly()
+            .classicUpperBounds(TunnelMetrics.DIAL_SECONDS_BUCKETS)
+            .withoutExemplars()
+            .register(registry);
+    // The series everyone graphs exist from the start, at zero.
+    for (int route = 0; route < 2; route++) {
+      duration(route, DialOutcome.OK);
+      failure(route, DialOutcome.REFUSED);
+      failure(route, DialOutcome.TIMEOUT);
+    }
+    failure(0, DialOutcome.NO_AGENT);
+  }
+
+  public PrometheusRegistry registry() {
+    return registry;
+  }
+
+  /** What every agent session reports. */
+  public TunnelMetrics tunnel() {
+    return tunnel;
+  }
+
+  /** A CONNECT was answered with {@code code}. */
+  void connectAnswered(int code) {
+    for (int i = 0; i < CODES.length; i++) {
+      if (CODES[i] == code) {
+        connectAnswers[i].inc();
+        return;
+      }
+    }
+    connectAnswers[CODES.length].inc();
+  }
+
+  /**
+   * A dial ended, {@code startNanos} after the CONNECT was routed: with success if {@code cause} is
+   * null. A failed dial through an agent whose client is gone was cancelled by the client leaving.
+   */
+  void dialFinished(boolean viaAgent, Throwable cause, long startNanos, boolean clientActive) {
+    int route = viaAgent ? 0 : 1;
+    DialOutcome outcome =
+        cause != null && viaAgent && !clientActive ? DialOutcome.CANCELLED : DialOutcome.of(cause);
+    duration(route, outcome).observe(Unit.nanosToSeconds(System.nanoTime() - startNanos));
+    if (outcome != DialOutcome.OK) {
+      failure(route, outcome).inc();
+    }
+  }
+
+  /** No agent is connected for the target's node: the CONNECT fails without a dial. */
+  void noAgent() {
+    failure(0, DialOutcome.NO_AGENT).inc();
+  }
+
+  private CounterDataPoint failure(int route, DialOutcome outcome) {
+    int i = route * OUTCOMES + outcome.ordinal();
+    CounterDataPoint p = failures.get(i);
+    if (p == null) {
+      // labelValues returns the one child for these labels: a racing thread stores the same one.
+      p = dialFailures.labelValues(routeLabel(route), outcome.label);
+      failures.set(i, p);
+    }
+    return p;
+  }
+
+  private DistributionDataPoint duration(int route, DialOutcome outcome) {
+    int i = route * OUTCOMES + outcome.ordinal();
+    DistributionDataPoint p = durations.get(i);
+    if (p == null) {
+      p = dialSeconds.labelValues(routeLabel(route), outcome.label);
+      durations.set(i, p);
+    }
+    return p;
+  }
+
+  private static String routeLabel(int route) {
+    return route == 0 ? TunnelMetrics.ROUTE_AGENT : TunnelMetrics.ROUTE_DIRECT;
+  }
+}

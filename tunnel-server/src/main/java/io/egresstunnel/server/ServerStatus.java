@@ -1,0 +1,253 @@
+package io.egresstunnel.server;
+
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.databind.DeserializationFeature;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import io.egresstunnel.proto.session.SessionStatus;
+import io.egresstunnel.proto.session.TunnelSession;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+
+/**
+ * What the server is doing: its agents and its open streams. Served as JSON on the admin listener's
+ * {@code /status}, and shown as tables by {@code tunnel-server status}. Each session is asked on
+ * its own event loop, so nothing is read across threads.
+ */
+final class ServerStatus {
+  private static final ObjectMapper JSON =
+      new ObjectMapper()
+          .enable(SerializationFeature.INDENT_OUTPUT)
+          .disable(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES);
+
+  private ServerStatus() {}
+
+  /**
+   * An agent session.
+   *
+   * @param node the node it speaks for
+   * @param address where it connects from
+   * @param connectedSince when its session was established (ISO-8601)
+   * @param streams streams dialling or open now
+   * @param streamsTotal streams it has carried
+   * @param bytesToAgent payload bytes sent to it
+   * @param bytesFromAgent payload bytes received from it
+   * @param lastHeardMillisAgo time since anything (a frame or a pong) arrived from it
+   * @param draining whether either side has sent GO_AWAY
+   */
+  record Agent(
+      String node,
+      String address,
+      String connectedSince,
+      int streams,
+      long streamsTotal,
+      long bytesToAgent,
+      long bytesFromAgent,
+      long lastHeardMillisAgo,
+      boolean draining) {}
+
+  /**
+   * An open stream.
+   *
+   * @param target host:port
+   * @param node the agent's node, or null for a direct stream
+   * @param ageMillis time since it was opened
+   * @param bytesToTarget payload bytes sent towards the target (null when not counted: direct)
+   * @param bytesFromTarget payload bytes received from the target (null when not counted)
+   * @param state its state (docs/protocol.md), or {@code direct}
+   */
+  record Stream(
+      String target,
+      String node,
+      long ageMillis,
+      Long bytesToTarget,
+      Long bytesFromTarget,
+      String state) {}
+
+  /** Everything {@code /status} says. */
+  record Report(
+      String serverId,
+      String mode,
+      boolean ready,
+      boolean draining,
+      List<Agent> agents,
+      List<Stream> streams) {}
+
+  static CompletableFuture<Report> collect(TunnelServer server) {
+    List<CompletableFuture<SessionStatus>> asks = new ArrayList<>();
+    for (TunnelSession s : server.registry().allSessions()) {
+      CompletableFuture<SessionStatus> ask = new CompletableFuture<>();
+      s.status()
+          .addListener(
+              f -> {
+                if (f.isSuccess()) {
+                  ask.complete((SessionStatus) f.getNow());
+                } else {
+                  ask.complete(null); // the session closed meanwhile
+                }
+              });
+      asks.add(ask);
+    }
+    return CompletableFuture.allOf(asks.toArray(CompletableFuture[]::new))
+        .thenApply(
+            done -> {
+              List<Agent> agents = new ArrayList<>();
+              List<Stream> streams = new ArrayList<>();
+              for (CompletableFuture<SessionStatus> ask : asks) {
+                SessionStatus s = ask.join();
+                if (s == null) {
+                  continue;
+                }
+                agents.add(
+                    new Agent(
+                        s.node(),
+                        s.remote(),
+                        Instant.ofEpochMilli(s.connectedAtMillis()).toString(),
+                        s.streams().size(),
+                        s.streamsOpened(),
+                        s.bytesToPeer(),
+                        s.bytesFromPeer(),
+                        s.lastHeardMillisAgo(),
+                        s.draining()));
+                for (SessionStatus.Stream st : s.streams()) {
+                  streams.add(
+                      new Stream(
+                          st.target(),
+                          s.node(),
+                          st.ageMillis(),
+                          st.bytesToPeer(),
+                          st.bytesFromPeer(),
+                          st.state()));
+                }
+              }
+              long now = System.nanoTime();
+              for (TunnelServer.DirectStream d : server.directStreams().values()) {
+                streams.add(
+                    new Stream(
+                        d.target(),
+                        null,
+                        (now - d.startNanos()) / 1_000_000,
+                        null,
+                        null,
+                        "direct"));
+              }
+              agents.sort(Comparator.comparing(Agent::node));
+              streams.sort(Comparator.comparingLong(Stream::ageMillis).reversed());
+              return new Report(
+                  server.config().serverId(),
+                  server.config().mode().flagValue(),
+                  server.isReady(),
+                  server.isDraining(),
+                  agents,
+                  streams);
+            });
+  }
+
+  static String toJson(Report report) {
+    try {
+      return JSON.writeValueAsString(report);
+    } catch (JsonProcessingException e) {
+      throw new IllegalStateException("status does not serialize", e);
+    }
+  }
+
+  static Report fromJson(String json) throws JsonProcessingException {
+    return JSON.readValue(json, Report.class);
+  }
+
+  /** The report as aligned tables, for a terminal. */
+  static String toTable(Report r) {
+    StringBuilder b = new StringBuilder();
+    b.append("server ")
+        .append(r.serverId())
+        .append(", mode ")
+        .append(r.mode())
+        .append(r.draining() ? ", draining" : "")
+        .append(r.ready() ? ", ready" : ", NOT ready")
+        .append("\n\n");
+    List<String[]> rows = new ArrayList<>();
+    rows.add(
+        new String[] {
+          "NODE", "ADDRESS", "CONNECTED", "STREAMS", "TOTAL", "BYTES OUT", "BYTES IN", "LAST HEARD"
+        });
+    for (Agent a : r.agents()) {
+      rows.add(
+          new String[] {
+            a.node() + (a.draining() ? " (draining)" : ""),
+            a.address(),
+            age(Duration.between(Instant.parse(a.connectedSince()), Instant.now()).toMillis())
+                + " ago",
+            Integer.toString(a.streams()),
+            Long.toString(a.streamsTotal()),
+            bytes(a.bytesToAgent()),
+            bytes(a.bytesFromAgent()),
+            age(a.lastHeardMillisAgo()) + " ago"
+          });
+    }
+    b.append(r.agents().size()).append(" agent(s)\n");
+    table(b, rows);
+    rows.clear();
+    rows.add(new String[] {"TARGET", "NODE", "AGE", "BYTES OUT", "BYTES IN", "STATE"});
+    for (Stream s : r.streams()) {
+      rows.add(
+          new String[] {
+            s.target(),
+            s.node() == null ? "(direct)" : s.node(),
+            age(s.ageMillis()),
+            s.bytesToTarget() == null ? "-" : bytes(s.bytesToTarget()),
+            s.bytesFromTarget() == null ? "-" : bytes(s.bytesFromTarget()),
+            s.state()
+          });
+    }
+    b.append('\n').append(r.streams().size()).append(" open stream(s)\n");
+    table(b, rows);
+    return b.toString();
+  }
+
+  private static void table(StringBuilder b, List<String[]> rows) {
+    int[] widths = new int[rows.get(0).length];
+    for (String[] row : rows) {
+      for (int i = 0; i < row.length; i++) {
+        widths[i] = Math.max(widths[i], row[i].length());
+      }
+    }
+    for (String[] row : rows) {
+      StringBuilder line = new StringBuilder();
+      for (int i = 0; i < row.length; i++) {
+        line.append(row[i]).append(" ".repeat(widths[i] - row[i].length() + 2));
+      }
+      b.append(line.toString().stripTrailing()).append('\n');
+    }
+  }
+
+  private static String age(long millis) {
+    if (millis < 1_000) {
+      return millis + "ms";
+    }
+    long s = millis / 1_000;
+    if (s < 120) {
+      return s + "s";
+    }
+    if (s < 7_200) {
+      return s / 60 + "m";
+    }
+    return s / 3_600 + "h";
+  }
+
+  private static String bytes(long n) {
+    if (n < 10 * 1024) {
+      return n + "B";
+    }
+    if (n < 10L * 1024 * 1024) {
+      return n / 1024 + "KiB";
+    }
+    if (n < 10L * 1024 * 1024 * 1024) {
+      return n / (1024 * 1024) + "MiB";
+    }
+    return n / (1024L * 1024 * 1024) + "GiB";
+  }
+}

@@ -188,6 +188,9 @@ final class ConnectHandler extends ChannelInboundHandlerAdapter {
     }
   }
 
+  /** A dial refused because its session was draining has been retried on another session. */
+  private boolean retriedDraining;
+
   private void viaAgent(ChannelHandlerContext ctx, ConnectTarget target, String node) {
     TunnelSession session = server.registry().session(node);
     if (session == null) {
@@ -244,6 +247,15 @@ final class ConnectHandler extends ChannelInboundHandlerAdapter {
                       .dialFinished(true, f.cause(), dialStartNanos, ctx.channel().isActive());
                   if (f.isSuccess()) {
                     startTunnel(ctx, (TunnelStream) f.getNow(), node);
+                  } else if (!retriedDraining
+                      && ctx.channel().isActive()
+                      && f.cause() instanceof DialFailedException dfe
+                      && dfe.status() == DialStatus.DRAINING
+                      && server.registry().session(node) != null) {
+                    // The session went away under us (a drain, or a duplicate tunnel the agent
+                    // closes); another session of the node's agent takes the stream instead.
+                    retriedDraining = true;
+                    viaAgent(ctx, target, node);
                   } else {
                     dialFailed(ctx, target, f.cause());
                   }

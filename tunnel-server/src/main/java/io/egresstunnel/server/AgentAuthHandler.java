@@ -12,17 +12,13 @@ import io.netty.handler.codec.http.FullHttpResponse;
 import io.netty.handler.codec.http.HttpHeaderNames;
 import io.netty.handler.codec.http.HttpResponseStatus;
 import io.netty.handler.codec.http.HttpVersion;
-import io.netty.handler.ssl.SslHandler;
 import io.netty.util.AttributeKey;
 import io.netty.util.ReferenceCountUtil;
 import java.nio.charset.StandardCharsets;
-import java.security.cert.Certificate;
-import java.security.cert.X509Certificate;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
-import javax.net.ssl.SSLPeerUnverifiedException;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -89,7 +85,7 @@ final class AgentAuthHandler extends ChannelInboundHandlerAdapter {
     }
     CompletableFuture<AgentAuthenticator.Verdict> verdict =
         authenticator.authenticate(
-            peerCertificate(ctx), request.headers().get(HttpHeaderNames.AUTHORIZATION), node);
+            PeerCertificates.of(ctx), request.headers().get(HttpHeaderNames.AUTHORIZATION), node);
     if (verdict.isDone()) {
       decide(ctx, request, node, verdict.join());
       return;
@@ -170,19 +166,5 @@ final class AgentAuthHandler extends ChannelInboundHandlerAdapter {
         .setInt(HttpHeaderNames.CONTENT_LENGTH, response.content().readableBytes())
         .set(HttpHeaderNames.CONNECTION, "close");
     ctx.writeAndFlush(response).addListener(ChannelFutureListener.CLOSE);
-  }
-
-  /** The client certificate the TLS handshake verified, or null. */
-  private static X509Certificate peerCertificate(ChannelHandlerContext ctx) {
-    SslHandler tls = ctx.pipeline().get(SslHandler.class);
-    if (tls == null) {
-      return null;
-    }
-    try {
-      Certificate[] chain = tls.engine().getSession().getPeerCertificates();
-      return chain.length > 0 && chain[0] instanceof X509Certificate x ? x : null;
-    } catch (SSLPeerUnverifiedException e) {
-      return null;
-    }
   }
 }

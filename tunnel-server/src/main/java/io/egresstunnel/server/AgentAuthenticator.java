@@ -13,8 +13,6 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
-import javax.naming.InvalidNameException;
-import javax.naming.ldap.LdapName;
 
 /**
  * Decides at the websocket upgrade, before any frame is read, whether an agent may connect and for
@@ -189,7 +187,7 @@ final class AgentAuthenticator implements AutoCloseable {
   }
 
   private static Verdict byCertificate(X509Certificate peer, String node) {
-    String cn = commonName(peer);
+    String cn = PeerCertificates.commonName(peer);
     if (cn == null || !cn.startsWith(NODE_CN_PREFIX) || cn.length() == NODE_CN_PREFIX.length()) {
       return Verdict.refused(
           HttpResponseStatus.FORBIDDEN,
@@ -206,20 +204,6 @@ final class AgentAuthenticator implements AutoCloseable {
           "the client certificate is for node " + certNode + ", not " + node);
     }
     return Verdict.admitted(certNode, cn);
-  }
-
-  private static String commonName(X509Certificate cert) {
-    try {
-      var rdns = new LdapName(cert.getSubjectX500Principal().getName()).getRdns();
-      for (int i = rdns.size() - 1; i >= 0; i--) {
-        if (rdns.get(i).getType().equalsIgnoreCase("CN")) {
-          return rdns.get(i).getValue().toString();
-        }
-      }
-      return null;
-    } catch (InvalidNameException e) {
-      return null;
-    }
   }
 
   @Override

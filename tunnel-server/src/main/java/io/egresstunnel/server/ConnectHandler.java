@@ -32,6 +32,8 @@ import io.netty.handler.codec.http.TooLongHttpLineException;
 import io.netty.util.ReferenceCountUtil;
 import io.netty.util.concurrent.Future;
 import java.nio.charset.StandardCharsets;
+import java.security.cert.X509Certificate;
+import java.util.List;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -149,6 +151,22 @@ final class ConnectHandler extends ChannelInboundHandlerAdapter {
           HttpResponseStatus.HTTP_VERSION_NOT_SUPPORTED,
           "HTTP version " + request.protocolVersion() + " is not supported; use HTTP/1.1");
       return;
+    }
+    List<String> allowed = server.config().security().clientAllowedNames();
+    if (!allowed.isEmpty()) {
+      X509Certificate peer = PeerCertificates.of(ctx);
+      String cn = peer == null ? null : PeerCertificates.commonName(peer);
+      if (cn == null || !allowed.contains(cn)) {
+        respond(
+            ctx,
+            HttpResponseStatus.FORBIDDEN,
+            "the client certificate CN="
+                + cn
+                + " may not use this tunnel (--client-allowed-names "
+                + String.join(",", allowed)
+                + ")");
+        return;
+      }
     }
     if (server.isDraining()) {
       respond(

@@ -45,18 +45,33 @@ public record ServerConfig(
    * @param tls TLS versions, suites and certificate reloading of every listener
    * @param udsGroup a group given read and write access to the Unix socket (mode 0660), or null for
    *     owner only (0600)
+   * @param clientAllowedNames the CNs a CONNECT client certificate may have (empty: any the client
+   *     CA signed)
    */
-  public record Security(AgentAuth agentAuth, TlsOptions tls, String udsGroup) {
+  public record Security(
+      AgentAuth agentAuth, TlsOptions tls, String udsGroup, List<String> clientAllowedNames) {
+    public Security {
+      clientAllowedNames = List.copyOf(clientAllowedNames);
+    }
+
     public static Security defaults() {
-      return new Security(AgentAuth.NONE, TlsOptions.defaults(), null);
+      return new Security(AgentAuth.NONE, TlsOptions.defaults(), null, List.of());
     }
 
     public Security withAgentAuth(AgentAuth auth) {
-      return new Security(auth, tls, udsGroup);
+      return new Security(auth, tls, udsGroup, clientAllowedNames);
     }
 
     public Security withTls(TlsOptions options) {
-      return new Security(agentAuth, options, udsGroup);
+      return new Security(agentAuth, options, udsGroup, clientAllowedNames);
+    }
+
+    public Security withUdsGroup(String group) {
+      return new Security(agentAuth, tls, group, clientAllowedNames);
+    }
+
+    public Security withClientAllowedNames(List<String> names) {
+      return new Security(agentAuth, tls, udsGroup, names);
     }
   }
 

@@ -115,6 +115,16 @@ public final class TunnelServerMain implements Callable<Integer> {
   Path clientCa;
 
   @Option(
+      names = "--client-allowed-names",
+      paramLabel = "CN",
+      split = ",",
+      description =
+          "Only CONNECT clients whose certificate CN is one of these (comma-separated; e.g."
+              + " kube-apiserver) get a tunnel; others get 403. Default: any certificate --client-ca"
+              + " signed.")
+  List<String> clientAllowedNames = List.of();
+
+  @Option(
       names = "--agent-tls-cert",
       paramLabel = "PEM",
       description = "Serve the agent listener as wss:// with this certificate.")
@@ -420,6 +430,9 @@ public final class TunnelServerMain implements Callable<Integer> {
   }
 
   private ServerConfig.Security security(ServerConfig.Kubernetes kubernetes) {
+    if (!clientAllowedNames.isEmpty() && clientCa == null) {
+      throw new IllegalArgumentException("--client-allowed-names needs --client-ca");
+    }
     if (udsGroup != null && uds == null) {
       throw new IllegalArgumentException("--uds-group needs --uds");
     }
@@ -450,7 +463,8 @@ public final class TunnelServerMain implements Callable<Integer> {
             tlsMinVersion,
             tlsCipherSuites,
             Units.parsePositiveDuration("--tls-reload-interval", tlsReloadInterval)),
-        udsGroup);
+        udsGroup,
+        clientAllowedNames);
   }
 
   private ServerConfig.Kubernetes kubernetes() {

@@ -20,8 +20,9 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * Certificates, keys and the client CA are rotated by replacing their files: new connections see
- * the new ones, a stream opened before the rotation carries on untouched.
+ * TLS on the CONNECT listener. Certificates, keys and the client CA are rotated by replacing their
+ * files: new connections see the new ones, a stream opened before the rotation carries on
+ * untouched. Versions and suites can be restricted, and so can the client certificates' names.
  */
 class TlsRotationTest {
   private static X509Bundle ca(String name) throws Exception {
@@ -222,6 +223,52 @@ class TlsRotationTest {
                 null)) {
       assertThat(s.getSession().getProtocol()).isEqualTo("TLSv1.2");
       assertThat(s.getSession().getCipherSuite()).isEqualTo(only);
+    }
+  }
+
+  @Test
+  void onlyAllowedClientNamesGetATunnel(@TempDir Path dir) throws Exception {
+    X509Bundle ca = ca("CA");
+    X509Bundle one = serverCert("server-one", ca);
+    // One CA signs both the apiserver's certificate and an agent's (as `certs` does).
+    X509Bundle agent =
+        new CertificateBuilder()
+            .subject("CN=system:node:node-a, O=system:nodes")
+            .addExtendedKeyUsageClientAuth()
+            .ecp256()
+            .buildIssuedBy(ca);
+    ServerConfig base =
+        ServerConfig.plain(
+            EgressMode.DISABLED,
+            new InetSocketAddress("127.0.0.1", 0),
+            new InetSocketAddress("127.0.0.1", 0));
+    ServerConfig config =
+        base.withTls(
+                new ServerConfig.TlsFiles(
+                    TlsClient.replace(dir.resolve("s.crt"), one.getCertificatePathPEM()),
+                    TlsClient.replace(dir.resolve("s.key"), one.getPrivateKeyPEM()),
+                    TlsClient.replace(dir.resolve("ca.crt"), ca.getRootCertificatePEM())),
+                null)
+            .withSecurity(base.security().withClientAllowedNames(List.of("kube-apiserver")));
+    try (TunnelServer server = new TunnelServer(config).start();
+        TestTarget echo = new TestTarget("127.0.0.1", 0, TestTarget::echo)) {
+      String target = "127.0.0.1:" + echo.port();
+      try (SSLSocket s =
+          TlsClient.open(
+              server.connectAddress(), agent.toKeyManagerFactory().getKeyManagers(), trust(ca))) {
+        assertThat(TlsClient.connect(s, target))
+            .startsWith("HTTP/1.1 403")
+            .contains("content-length");
+      }
+      try (SSLSocket s =
+          TlsClient.open(
+              server.connectAddress(),
+              clientCert(ca).toKeyManagerFactory().getKeyManagers(),
+              trust(ca))) {
+        assertThat(TlsClient.connect(s, target)).startsWith("HTTP/1.1 200");
+        Transfers.Result r = TlsClient.echoThrough(s, 1 << 20);
+        assertThat(r.receivedSha()).isEqualTo(r.sentSha());
+      }
     }
   }
 

@@ -56,6 +56,7 @@ class TunnelServerMainTest {
           "--agent-service-account",
           "--authentication-cache-ttl",
           "--max-agents",
+          "--client-allowed-names",
           "--connect-read-timeout",
           "certs"
         }) {
@@ -112,6 +113,7 @@ class TunnelServerMainTest {
       {"--tls-min-version", "VersionTLS10"},
       {"--tls-cipher-suites", "TLS_RSA_WITH_NULL_SHA999"},
       {"--max-agents", "0"},
+      {"--client-allowed-names", "kube-apiserver"},
     };
     String[] expected = {
       "--authentication-audience needs --kubeconfig or --in-cluster",
@@ -122,6 +124,7 @@ class TunnelServerMainTest {
       "VersionTLS12 or VersionTLS13",
       "unsupported TLS cipher suites [TLS_RSA_WITH_NULL_SHA999]",
       "--max-agents",
+      "--client-allowed-names needs --client-ca",
     };
     for (int i = 0; i < conflicts.length; i++) {
       TunnelServerMain m = new TunnelServerMain();

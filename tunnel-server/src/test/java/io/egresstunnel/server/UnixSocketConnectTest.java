@@ -61,11 +61,7 @@ class UnixSocketConnectTest {
             .getName();
     ServerConfig base =
         ServerConfig.plain(EgressMode.DISABLED, null, new InetSocketAddress("127.0.0.1", 0));
-    ServerConfig config =
-        withUds(base, sock)
-            .withSecurity(
-                new ServerConfig.Security(
-                    base.security().agentAuth(), base.security().tls(), group));
+    ServerConfig config = withUds(base, sock).withSecurity(base.security().withUdsGroup(group));
     try (TunnelServer server = new TunnelServer(config).start()) {
       PosixFileAttributes attrs = Files.readAttributes(sock, PosixFileAttributes.class);
       assertThat(PosixFilePermissions.toString(attrs.permissions())).isEqualTo("rw-rw----");
@@ -73,9 +69,7 @@ class UnixSocketConnectTest {
     }
     ServerConfig unknown =
         withUds(base, dir.resolve("other.sock"))
-            .withSecurity(
-                new ServerConfig.Security(
-                    base.security().agentAuth(), base.security().tls(), "no-such-group-xyz"));
+            .withSecurity(base.security().withUdsGroup("no-such-group-xyz"));
     assertThatThrownBy(() -> new TunnelServer(unknown).start())
         .isInstanceOf(java.io.IOException.class)
         .hasMessageContaining("--uds-group no-such-group-xyz: no such group");

@@ -290,6 +290,8 @@ public final class CertsCommand implements Callable<Integer> {
             + files.resolve(SERVER_KEY)
             + " --client-ca "
             + files.resolve(CA_CRT)
+            + " --client-allowed-names "
+            + apiserverCn
             + agentTls);
     out.println("tunnel-server, CONNECT over a Unix socket (apiserver: " + EGRESS_UDS + "):");
     out.println("  tunnel-server --connect-listen '' --uds " + uds + agentTls);

@@ -154,6 +154,7 @@ class CertsCommandTest {
         .contains("Created a new CA")
         .contains("--tls-cert " + tmp.resolve("server.crt"))
         .contains("--client-ca " + tmp.resolve("ca.crt"))
+        .contains("--client-allowed-names kube-apiserver")
         .contains("--agent-tls-key " + tmp.resolve("server.key"))
         .contains("--agent-client-ca " + tmp.resolve("ca.crt"))
         .contains("--cert " + tmp.resolve("agent-node-b.crt"))

@@ -5,6 +5,7 @@ import io.egresstunnel.proto.Dial;
 import io.egresstunnel.proto.ErrorCode;
 import io.egresstunnel.proto.GoAway;
 import io.egresstunnel.proto.Limits;
+import io.egresstunnel.proto.net.SlicingWebSocketFrameDecoder;
 import io.egresstunnel.proto.net.Transport;
 import io.egresstunnel.proto.session.SessionPipeline;
 import io.egresstunnel.proto.session.TunnelSession;
@@ -22,6 +23,7 @@ import io.netty.handler.codec.http.HttpClientCodec;
 import io.netty.handler.codec.http.HttpObjectAggregator;
 import io.netty.handler.codec.http.websocketx.WebSocketClientProtocolConfig;
 import io.netty.handler.codec.http.websocketx.WebSocketClientProtocolHandler;
+import io.netty.handler.codec.http.websocketx.WebSocketDecoderConfig;
 import io.netty.handler.ssl.SslContext;
 import java.net.URI;
 import java.nio.file.Path;
@@ -515,6 +517,15 @@ final class ServerConnection {
                 limits.maxPendingDials(),
                 limits.handshakeTimeout().toMillis());
         ChannelPipeline p = ctx.pipeline();
+        if (SlicingWebSocketFrameDecoder.enabled()) {
+          SlicingWebSocketFrameDecoder.replaceStockDecoder(
+              p,
+              WebSocketDecoderConfig.newBuilder()
+                  .expectMaskedFrames(false)
+                  .allowMaskMismatch(true)
+                  .maxFramePayloadLength(Limits.HEADER_SIZE + limits.maxFramePayload())
+                  .build());
+        }
         SessionPipeline.install(
             p,
             limits.pingInterval(),

@@ -3,6 +3,7 @@ package io.egresstunnel.server;
 import io.egresstunnel.proto.ErrorCode;
 import io.egresstunnel.proto.Limits;
 import io.egresstunnel.proto.net.ReloadingSslContext;
+import io.egresstunnel.proto.net.SlicingWebSocketFrameDecoder;
 import io.egresstunnel.proto.net.TargetDialer;
 import io.egresstunnel.proto.net.TlsOptions;
 import io.egresstunnel.proto.net.Transport;
@@ -273,6 +274,11 @@ public final class TunnelServer implements AutoCloseable {
                         limits.maxAgents(),
                         limits.handshakeTimeout().toMillis(),
                         TunnelServer.this::isDraining));
+                if (SlicingWebSocketFrameDecoder.enabled()) {
+                  p.addLast(
+                      "ws-decoder-installer",
+                      SlicingWebSocketFrameDecoder.serverInstaller(wsConfig.decoderConfig()));
+                }
                 p.addLast("websocket", new WebSocketServerProtocolHandler(wsConfig));
                 SessionPipeline.install(
                     p,

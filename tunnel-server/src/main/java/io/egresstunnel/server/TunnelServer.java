@@ -446,29 +446,44 @@ public final class TunnelServer implements AutoCloseable {
     for (TunnelSession s : sessions) {
       s.goAway(ErrorCode.NO_ERROR, "the server is shutting down");
     }
+    // A session that has sent GO_AWAY closes itself after its last stream, and a direct stream
+    // ends with its client's channel: waiting for those channels to close is waiting for the
+    // streams. A direct dial that was in flight when the drain began may add one more, so look
+    // again until nothing is left.
     long deadline = System.nanoTime() + grace.toNanos();
-    int open = openStreams();
-    while (open > 0 && System.nanoTime() < deadline) {
-      Thread.sleep(100);
-      open = openStreams();
+    List<Channel> open = openStreamChannels();
+    while (!open.isEmpty()) {
+      long left = deadline - System.nanoTime();
+      if (left <= 0) {
+        log.warn(
+            "grace period of {} is over; closing {} agent session(s) and direct stream(s) still"
+                + " open",
+            grace,
+            open.size());
+        return;
+      }
+      for (Channel c : open) {
+        c.closeFuture().await(Math.max(1, (deadline - System.nanoTime()) / 1_000_000));
+      }
+      open = openStreamChannels();
     }
-    if (open > 0) {
-      log.warn("grace period of {} is over; closing {} open stream(s)", grace, open);
-    } else {
-      log.info("drained: no stream left open");
-    }
+    log.info("drained: no stream left open");
   }
 
-  /** Streams open now, agent and direct; asks each session on its own event loop. */
-  private int openStreams() throws InterruptedException {
-    int n = directStreams.size();
+  /** The agent sessions and direct-stream clients whose channels are still open. */
+  private List<Channel> openStreamChannels() {
+    List<Channel> open = new ArrayList<>();
     for (TunnelSession s : registry.allSessions()) {
-      if (s.channel().isActive()) {
-        var f = s.channel().eventLoop().submit(s::streamCount).await();
-        n += f.isSuccess() ? f.getNow() : 0;
+      if (s.channel().isOpen()) {
+        open.add(s.channel());
       }
     }
-    return n;
+    for (Channel c : directStreams.keySet()) {
+      if (c.isOpen()) {
+        open.add(c);
+      }
+    }
+    return open;
   }
 
   /** The bound CONNECT address (useful with port 0). */

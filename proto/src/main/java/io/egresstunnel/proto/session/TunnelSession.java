@@ -403,7 +403,6 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
 
   @Override
   public void channelRead(ChannelHandlerContext ctx, Object msg) {
-    lastHeardNanos = System.nanoTime();
     if (!(msg instanceof Frame frame)) {
       ReferenceCountUtil.release(msg); // pong and other websocket control frames
       return;
@@ -592,6 +591,7 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
 
   @Override
   public void channelReadComplete(ChannelHandlerContext ctx) {
+    lastHeardNanos = System.nanoTime(); // once per read, not per frame
     for (int i = 0; i < toDeliver.size(); i++) {
       toDeliver.get(i).deliverToLocal();
     }

@@ -1,6 +1,7 @@
 package io.egresstunnel.charts;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
 
 import io.fabric8.kubernetes.api.model.ConfigMap;
 import io.fabric8.kubernetes.api.model.Container;
@@ -36,6 +37,8 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicReference;
+import org.awaitility.core.ConditionTimeoutException;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -295,26 +298,31 @@ class ChartSmokeTest {
 
   private void awaitProbe(Probe probe, String what) throws Exception {
     URI uri = probeUri(probe, probe.getHttpGet().getPath());
-    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
-    String last = "no answer";
-    while (System.nanoTime() < deadline) {
-      for (Process p : processes) {
-        assertThat(p.isAlive())
-            .as("%s: process exited; logs in %s:\n%s", what, dir, logs())
-            .isTrue();
-      }
-      try {
-        HttpResponse<String> response = get(uri);
-        if (response.statusCode() == 200) {
-          return;
-        }
-        last = response.statusCode() + " " + response.body();
-      } catch (IOException e) {
-        last = e.toString();
-      }
-      Thread.sleep(100);
+    AtomicReference<String> last = new AtomicReference<>("no answer");
+    try {
+      await()
+          .atMost(Duration.ofSeconds(60))
+          .pollInterval(Duration.ofMillis(100))
+          .until(
+              () -> {
+                for (Process p : processes) {
+                  assertThat(p.isAlive())
+                      .as("%s: process exited; logs in %s:\n%s", what, dir, logs())
+                      .isTrue();
+                }
+                try {
+                  HttpResponse<String> response = get(uri);
+                  last.set(response.statusCode() + " " + response.body());
+                  return response.statusCode() == 200;
+                } catch (IOException e) {
+                  last.set(e.toString());
+                  return false;
+                }
+              });
+    } catch (ConditionTimeoutException e) {
+      throw new AssertionError(
+          what + ": " + uri + " did not answer 200: " + last.get() + "\n" + logs(), e);
     }
-    throw new AssertionError(what + ": " + uri + " did not answer 200: " + last + "\n" + logs());
   }
 
   private String logs() {

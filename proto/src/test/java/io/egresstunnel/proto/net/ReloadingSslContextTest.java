@@ -4,6 +4,7 @@ import static java.nio.charset.StandardCharsets.UTF_8;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.assertj.core.api.Assertions.fail;
+import static org.awaitility.Awaitility.await;
 
 import io.netty.bootstrap.ServerBootstrap;
 import io.netty.channel.Channel;
@@ -32,7 +33,6 @@ import java.util.Base64;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
-import java.util.function.BooleanSupplier;
 import javax.net.ssl.SSLContext;
 import javax.net.ssl.SSLSocket;
 import javax.net.ssl.TrustManagerFactory;
@@ -247,7 +247,7 @@ class ReloadingSslContextTest {
     }
     swapData(second);
 
-    await(() -> reloading.current() != old);
+    await().atMost(AT_MOST).until(() -> reloading.current() != old);
     assertThat(peer(connect())).isEqualTo(two.cert);
     assertThat(builds).hasValue(2);
 
@@ -255,8 +255,11 @@ class ReloadingSslContextTest {
     reloading.close();
     SslContext closedWith = reloading.current();
     swapData(writeSecretDir("..2025_01_03_00_00_00.3", three));
-    Thread.sleep(POLL.toMillis() * 6);
-    assertThat(reloading.current()).isSameAs(closedWith);
+    // Six poll intervals pass without a reload.
+    await()
+        .during(POLL.multipliedBy(6))
+        .atMost(AT_MOST)
+        .until(() -> reloading.current() == closedWith);
     assertThatThrownBy(() -> reloading.start(group)).isInstanceOf(IllegalStateException.class);
   }
 
@@ -402,16 +405,6 @@ class ReloadingSslContextTest {
     s.getOutputStream().write(out);
     s.getOutputStream().flush();
     return new String(s.getInputStream().readNBytes(out.length), UTF_8);
-  }
-
-  private static void await(BooleanSupplier condition) throws InterruptedException {
-    long deadline = System.nanoTime() + AT_MOST.toNanos();
-    while (!condition.getAsBoolean()) {
-      if (System.nanoTime() - deadline > 0) {
-        fail("not true within " + AT_MOST);
-      }
-      Thread.sleep(10);
-    }
   }
 
   /** Writes back what it reads; the write releases the buffer. */

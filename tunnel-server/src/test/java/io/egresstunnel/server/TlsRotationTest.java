@@ -13,6 +13,7 @@ import java.net.InetSocketAddress;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
+import java.util.function.UnaryOperator;
 import javax.net.ssl.SSLHandshakeException;
 import javax.net.ssl.SSLSocket;
 import javax.net.ssl.TrustManager;
@@ -50,6 +51,26 @@ class TlsRotationTest {
         .buildIssuedBy(ca);
   }
 
+  /** The server's certificate and key and the client CA, written as files into {@code dir}. */
+  private static ServerConfig.TlsFiles tlsFiles(Path dir, X509Bundle server, X509Bundle clientCa)
+      throws Exception {
+    return new ServerConfig.TlsFiles(
+        TlsClient.replace(dir.resolve("server.crt"), server.getCertificatePathPEM()),
+        TlsClient.replace(dir.resolve("server.key"), server.getPrivateKeyPEM()),
+        TlsClient.replace(dir.resolve("client-ca.crt"), clientCa.getRootCertificatePEM()));
+  }
+
+  /** A server dialling directly, with TLS on its CONNECT listener and {@code security} applied. */
+  private static ServerConfig tlsServer(
+      ServerConfig.TlsFiles files, UnaryOperator<ServerConfig.Security> security) {
+    ServerConfig base =
+        ServerConfig.plain(
+            EgressMode.DISABLED,
+            new InetSocketAddress("127.0.0.1", 0),
+            new InetSocketAddress("127.0.0.1", 0));
+    return base.withTls(files, null).withSecurity(security.apply(base.security()));
+  }
+
   @Test
   void rotationReachesNewConnectionsAndLeavesOpenStreamsAlone(@TempDir Path dir) throws Exception {
     X509Bundle ca1 = ca("CA one");
@@ -57,20 +78,14 @@ class TlsRotationTest {
     X509Bundle client1 = clientCert(ca1);
     X509Bundle client2 = clientCert(ca2);
     X509Bundle one = serverCert("server-one", ca1);
-    Path cert = TlsClient.replace(dir.resolve("server.crt"), one.getCertificatePathPEM());
-    Path key = TlsClient.replace(dir.resolve("server.key"), one.getPrivateKeyPEM());
-    Path clientCa = TlsClient.replace(dir.resolve("client-ca.crt"), ca1.getRootCertificatePEM());
-
-    ServerConfig base =
-        ServerConfig.plain(
-            EgressMode.DISABLED,
-            new InetSocketAddress("127.0.0.1", 0),
-            new InetSocketAddress("127.0.0.1", 0));
+    ServerConfig.TlsFiles files = tlsFiles(dir, one, ca1);
+    Path cert = files.cert();
+    Path key = files.key();
+    Path clientCa = files.clientCa();
     ServerConfig config =
-        base.withTls(new ServerConfig.TlsFiles(cert, key, clientCa), null)
-            .withSecurity(
-                base.security()
-                    .withTls(TlsOptions.defaults().withReloadInterval(Duration.ofMillis(100))));
+        tlsServer(
+            files,
+            s -> s.withTls(TlsOptions.defaults().withReloadInterval(Duration.ofMillis(100))));
     TrustManager[] trustBoth = trust(ca1, ca2);
     try (TunnelServer server = new TunnelServer(config).start();
         TestTarget echo = new TestTarget("127.0.0.1", 0, TestTarget::echo)) {
@@ -118,19 +133,11 @@ class TlsRotationTest {
   void aBrokenReplacementKeepsTheOldCertificateServing(@TempDir Path dir) throws Exception {
     X509Bundle ca = ca("CA");
     X509Bundle one = serverCert("server-one", ca);
-    Path cert = TlsClient.replace(dir.resolve("server.crt"), one.getCertificatePathPEM());
-    Path key = TlsClient.replace(dir.resolve("server.key"), one.getPrivateKeyPEM());
-    Path clientCa = TlsClient.replace(dir.resolve("ca.crt"), ca.getRootCertificatePEM());
-    ServerConfig base =
-        ServerConfig.plain(
-            EgressMode.DISABLED,
-            new InetSocketAddress("127.0.0.1", 0),
-            new InetSocketAddress("127.0.0.1", 0));
+    ServerConfig.TlsFiles files = tlsFiles(dir, one, ca);
+    Path key = files.key();
     ServerConfig config =
-        base.withTls(new ServerConfig.TlsFiles(cert, key, clientCa), null)
-            .withSecurity(
-                base.security()
-                    .withTls(TlsOptions.defaults().withReloadInterval(Duration.ofMillis(50))));
+        tlsServer(
+            files, s -> s.withTls(TlsOptions.defaults().withReloadInterval(Duration.ofMillis(50))));
     X509Bundle client = clientCert(ca);
     try (TunnelServer server = new TunnelServer(config).start()) {
       TlsClient.replace(key, "-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n");
@@ -146,21 +153,10 @@ class TlsRotationTest {
   void tls13OnlyRefusesTls12Clients(@TempDir Path dir) throws Exception {
     X509Bundle ca = ca("CA");
     X509Bundle one = serverCert("server-one", ca);
-    ServerConfig base =
-        ServerConfig.plain(
-            EgressMode.DISABLED,
-            new InetSocketAddress("127.0.0.1", 0),
-            new InetSocketAddress("127.0.0.1", 0));
     ServerConfig config =
-        base.withTls(
-                new ServerConfig.TlsFiles(
-                    TlsClient.replace(dir.resolve("s.crt"), one.getCertificatePathPEM()),
-                    TlsClient.replace(dir.resolve("s.key"), one.getPrivateKeyPEM()),
-                    TlsClient.replace(dir.resolve("ca.crt"), ca.getRootCertificatePEM())),
-                null)
-            .withSecurity(
-                base.security()
-                    .withTls(new TlsOptions(TlsOptions.TLS13, List.of(), Duration.ofSeconds(10))));
+        tlsServer(
+            tlsFiles(dir, one, ca),
+            s -> s.withTls(new TlsOptions(TlsOptions.TLS13, List.of(), Duration.ofSeconds(10))));
     X509Bundle client = clientCert(ca);
     try (TunnelServer server = new TunnelServer(config).start()) {
       assertThatThrownBy(
@@ -196,23 +192,12 @@ class TlsRotationTest {
         .hasMessageContaining("TLS_NO_SUCH_SUITE");
     X509Bundle ca = ca("CA");
     X509Bundle one = serverCert("server-one", ca);
-    ServerConfig base =
-        ServerConfig.plain(
-            EgressMode.DISABLED,
-            new InetSocketAddress("127.0.0.1", 0),
-            new InetSocketAddress("127.0.0.1", 0));
     String only = "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384";
     ServerConfig config =
-        base.withTls(
-                new ServerConfig.TlsFiles(
-                    TlsClient.replace(dir.resolve("s.crt"), one.getCertificatePathPEM()),
-                    TlsClient.replace(dir.resolve("s.key"), one.getPrivateKeyPEM()),
-                    TlsClient.replace(dir.resolve("ca.crt"), ca.getRootCertificatePEM())),
-                null)
-            .withSecurity(
-                base.security()
-                    .withTls(
-                        new TlsOptions(TlsOptions.TLS12, List.of(only), Duration.ofSeconds(10))));
+        tlsServer(
+            tlsFiles(dir, one, ca),
+            s ->
+                s.withTls(new TlsOptions(TlsOptions.TLS12, List.of(only), Duration.ofSeconds(10))));
     X509Bundle client = clientCert(ca);
     try (TunnelServer server = new TunnelServer(config).start();
         SSLSocket s =
@@ -237,19 +222,8 @@ class TlsRotationTest {
             .addExtendedKeyUsageClientAuth()
             .ecp256()
             .buildIssuedBy(ca);
-    ServerConfig base =
-        ServerConfig.plain(
-            EgressMode.DISABLED,
-            new InetSocketAddress("127.0.0.1", 0),
-            new InetSocketAddress("127.0.0.1", 0));
     ServerConfig config =
-        base.withTls(
-                new ServerConfig.TlsFiles(
-                    TlsClient.replace(dir.resolve("s.crt"), one.getCertificatePathPEM()),
-                    TlsClient.replace(dir.resolve("s.key"), one.getPrivateKeyPEM()),
-                    TlsClient.replace(dir.resolve("ca.crt"), ca.getRootCertificatePEM())),
-                null)
-            .withSecurity(base.security().withClientAllowedNames(List.of("kube-apiserver")));
+        tlsServer(tlsFiles(dir, one, ca), s -> s.withClientAllowedNames(List.of("kube-apiserver")));
     try (TunnelServer server = new TunnelServer(config).start();
         TestTarget echo = new TestTarget("127.0.0.1", 0, TestTarget::echo)) {
       String target = "127.0.0.1:" + echo.port();

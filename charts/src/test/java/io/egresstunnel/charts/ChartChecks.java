@@ -67,7 +67,7 @@ final class ChartChecks {
           "NetworkPolicy",
           "ServiceMonitor");
 
-  /** Admin paths the programs serve (AdminHandler, TunnelAgent). */
+  /** Admin paths the programs serve (AdminEndpoints, TunnelAgent). */
   static final String HEALTHZ = "/healthz";
 
   static final String READYZ = "/readyz";

@@ -181,16 +181,17 @@ public final class TunnelAgent implements AutoCloseable {
     Map<String, AdminHttp.Endpoint> endpoints =
         Map.of(
             "/healthz",
-            q -> AdminHttp.Response.text(HttpResponseStatus.OK, "ok"),
+            AdminHttp.Endpoint.of(q -> AdminHttp.Response.text(HttpResponseStatus.OK, "ok")),
             "/readyz",
-            q -> {
-              int held = sessions().size();
-              String servers = held + " of " + serverCount() + " server(s) connected";
-              return held > 0
-                  ? AdminHttp.Response.text(HttpResponseStatus.OK, "ok: " + servers)
-                  : AdminHttp.Response.text(
-                      HttpResponseStatus.SERVICE_UNAVAILABLE, "not ready: " + servers);
-            });
+            AdminHttp.Endpoint.of(
+                q -> {
+                  int held = sessions().size();
+                  String servers = held + " of " + serverCount() + " server(s) connected";
+                  return held > 0
+                      ? AdminHttp.Response.text(HttpResponseStatus.OK, "ok: " + servers)
+                      : AdminHttp.Response.text(
+                          HttpResponseStatus.SERVICE_UNAVAILABLE, "not ready: " + servers);
+                }));
     ChannelFuture bound =
         AdminHttp.bootstrap(group, endpoints, metrics.registry())
             .bind(address)

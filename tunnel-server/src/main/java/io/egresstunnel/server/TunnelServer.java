@@ -2,6 +2,7 @@ package io.egresstunnel.server;
 
 import io.egresstunnel.proto.ErrorCode;
 import io.egresstunnel.proto.Limits;
+import io.egresstunnel.proto.net.AdminHttp;
 import io.egresstunnel.proto.net.ReloadingSslContext;
 import io.egresstunnel.proto.net.SlicingWebSocketFrameDecoder;
 import io.egresstunnel.proto.net.TargetDialer;
@@ -292,19 +293,7 @@ public final class TunnelServer implements AutoCloseable {
   }
 
   private ServerBootstrap adminBootstrap() {
-    return new ServerBootstrap()
-        .group(bossGroup, workerGroup)
-        .channel(Transport.serverChannel())
-        .childHandler(
-            new ChannelInitializer<Channel>() {
-              @Override
-              protected void initChannel(Channel ch) {
-                ch.pipeline()
-                    .addLast(new HttpServerCodec())
-                    .addLast(new HttpObjectAggregator(4096))
-                    .addLast(new AdminHandler(TunnelServer.this));
-              }
-            });
+    return AdminHttp.bootstrap(workerGroup, AdminEndpoints.of(this), metrics.registry());
   }
 
   /**

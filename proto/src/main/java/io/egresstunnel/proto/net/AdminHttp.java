@@ -34,9 +34,9 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * The small HTTP server of an admin listener: plain-text endpoints by path, and {@code /metrics} in
- * the Prometheus text format 0.0.4. The agent's admin listener is this; the server's {@code
- * AdminHandler} uses {@link #serveMetrics} for its {@code /metrics}.
+ * The small HTTP server of an admin listener, for both commands: endpoints by path, and {@code
+ * /metrics} in the Prometheus text format 0.0.4. An endpoint answers at once or later (a future);
+ * the answer is written on the connection's event loop either way.
  */
 public final class AdminHttp {
   private static final Logger log = LoggerFactory.getLogger(AdminHttp.class);
@@ -60,10 +60,18 @@ public final class AdminHttp {
     }
   }
 
-  /** Answers a request for one path. Runs on an event loop: it must not block. */
+  /**
+   * Answers a request for one path. Runs on an event loop: it must not block; work that takes time
+   * goes elsewhere and completes the future from there.
+   */
   @FunctionalInterface
   public interface Endpoint {
-    Response answer(QueryStringDecoder query);
+    CompletableFuture<Response> answer(QueryStringDecoder query);
+
+    /** An endpoint that answers at once. */
+    static Endpoint of(java.util.function.Function<QueryStringDecoder, Response> answer) {
+      return query -> CompletableFuture.completedFuture(answer.apply(query));
+    }
   }
 
   /**
@@ -72,7 +80,10 @@ public final class AdminHttp {
    */
   public static ServerBootstrap bootstrap(
       EventLoopGroup group, Map<String, Endpoint> endpoints, PrometheusRegistry metrics) {
-    Map<String, Endpoint> routes = Map.copyOf(endpoints);
+    Map<String, Endpoint> routes = new java.util.HashMap<>(endpoints);
+    if (metrics != null) {
+      routes.put(METRICS_PATH, query -> scrapeAsync(metrics));
+    }
     return new ServerBootstrap()
         .group(group)
         .channel(Transport.serverChannel())
@@ -83,27 +94,7 @@ public final class AdminHttp {
                 ch.pipeline()
                     .addLast("http", new HttpServerCodec())
                     .addLast("http-aggregator", new HttpObjectAggregator(MAX_REQUEST_BYTES))
-                    .addLast("admin", new Handler(routes, metrics));
-              }
-            });
-  }
-
-  /**
-   * Answers {@code request} with {@code registry}'s metrics in the Prometheus text format. The
-   * scrape and its formatting run on a shared background thread, not on the event loop: collectors
-   * (JVM metrics, say) may take a while.
-   */
-  public static void serveMetrics(
-      ChannelHandlerContext ctx, FullHttpRequest request, PrometheusRegistry registry) {
-    boolean keepAlive = HttpUtil.isKeepAlive(request);
-    EventExecutor loop = ctx.executor();
-    scrapeAsync(registry)
-        .thenAccept(
-            response -> {
-              try {
-                loop.execute(() -> send(ctx, keepAlive, response));
-              } catch (RejectedExecutionException e) {
-                // the listener is shutting down: nobody is waiting for the answer
+                    .addLast("admin", new Handler(Map.copyOf(routes)));
               }
             });
   }
@@ -127,7 +118,7 @@ public final class AdminHttp {
   }
 
   /** Writes {@code response}, then closes the connection unless it is kept alive. */
-  public static void send(ChannelHandlerContext ctx, boolean keepAlive, Response response) {
+  private static void send(ChannelHandlerContext ctx, boolean keepAlive, Response response) {
     FullHttpResponse http =
         new DefaultFullHttpResponse(
             HttpVersion.HTTP_1_1, response.status(), Unpooled.wrappedBuffer(response.body()));
@@ -143,35 +134,47 @@ public final class AdminHttp {
   /** Routes each request by its path. */
   private static final class Handler extends SimpleChannelInboundHandler<FullHttpRequest> {
     private final Map<String, Endpoint> endpoints;
-    private final PrometheusRegistry metrics;
 
-    Handler(Map<String, Endpoint> endpoints, PrometheusRegistry metrics) {
+    Handler(Map<String, Endpoint> endpoints) {
       this.endpoints = endpoints;
-      this.metrics = metrics;
     }
 
     @Override
     protected void channelRead0(ChannelHandlerContext ctx, FullHttpRequest request) {
       QueryStringDecoder query = new QueryStringDecoder(request.uri());
-      String path = query.path();
-      if (metrics != null && METRICS_PATH.equals(path)) {
-        serveMetrics(ctx, request, metrics);
-        return;
-      }
-      Endpoint endpoint = endpoints.get(path);
-      Response response;
-      if (endpoint != null) {
-        response = endpoint.answer(query);
+      boolean keepAlive = HttpUtil.isKeepAlive(request);
+      Endpoint endpoint = endpoints.get(query.path());
+      CompletableFuture<Response> answer;
+      if (endpoint == null) {
+        answer =
+            CompletableFuture.completedFuture(
+                Response.text(
+                    HttpResponseStatus.NOT_FOUND,
+                    "not found; try " + String.join(", ", new TreeSet<>(endpoints.keySet()))));
       } else {
-        TreeSet<String> paths = new TreeSet<>(endpoints.keySet());
-        if (metrics != null) {
-          paths.add(METRICS_PATH);
+        try {
+          answer = endpoint.answer(query);
+        } catch (RuntimeException e) {
+          answer = CompletableFuture.failedFuture(e);
         }
-        response =
-            Response.text(
-                HttpResponseStatus.NOT_FOUND, "not found; try " + String.join(", ", paths));
       }
-      send(ctx, HttpUtil.isKeepAlive(request), response);
+      EventExecutor loop = ctx.executor();
+      answer.whenComplete(
+          (response, error) -> {
+            Response r =
+                error == null
+                    ? response
+                    : Response.text(HttpResponseStatus.INTERNAL_SERVER_ERROR, error.toString());
+            if (loop.inEventLoop()) {
+              send(ctx, keepAlive, r);
+              return;
+            }
+            try {
+              loop.execute(() -> send(ctx, keepAlive, r));
+            } catch (RejectedExecutionException e) {
+              // the listener is shutting down: nobody is waiting for the answer
+            }
+          });
     }
 
     @Override

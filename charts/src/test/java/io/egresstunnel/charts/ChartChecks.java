@@ -72,10 +72,14 @@ final class ChartChecks {
 
   static final String READYZ = "/readyz";
 
-  private static final Set<String> SERVER_KEYS = RenderedServerCommand.settingKeys();
-  private static final Set<String> SERVER_PATH_KEYS = RenderedServerCommand.pathKeys();
-  private static final Set<String> AGENT_KEYS = RenderedAgentCommand.settingKeys();
-  private static final Set<String> AGENT_PATH_KEYS = RenderedAgentCommand.pathKeys();
+  private static final Set<String> SERVER_KEYS =
+      CommandKeys.settings(RenderedServerCommand.commandLine());
+  private static final Set<String> SERVER_PATH_KEYS =
+      CommandKeys.paths(RenderedServerCommand.commandLine());
+  private static final Set<String> AGENT_KEYS =
+      CommandKeys.settings(RenderedAgentCommand.commandLine());
+  private static final Set<String> AGENT_PATH_KEYS =
+      CommandKeys.paths(RenderedAgentCommand.commandLine());
 
   private ChartChecks() {}
 

@@ -2,10 +2,7 @@ package io.egresstunnel.server;
 
 import java.util.List;
 import java.util.Map;
-import java.util.Set;
-import java.util.TreeSet;
 import picocli.CommandLine;
-import picocli.CommandLine.Model.OptionSpec;
 
 /**
  * tunnel-server's command line exactly as its entry point builds it, for the chart checks: the
@@ -15,28 +12,9 @@ import picocli.CommandLine.Model.OptionSpec;
 public final class RenderedServerCommand {
   private RenderedServerCommand() {}
 
-  /** The config-file keys tunnel-server knows: its flags' names without dashes. */
-  public static Set<String> settingKeys() {
-    Set<String> keys = new TreeSet<>();
-    for (OptionSpec o :
-        TunnelServerMain.commandLine(new TunnelServerMain(), Map.of()).getCommandSpec().options()) {
-      if (!o.usageHelp() && !o.versionHelp()) {
-        keys.add(o.longestName().replaceFirst("^-+", ""));
-      }
-    }
-    return keys;
-  }
-
-  /** The keys whose values are files or directories (their option's type is a Path). */
-  public static Set<String> pathKeys() {
-    Set<String> keys = new TreeSet<>();
-    for (OptionSpec o :
-        TunnelServerMain.commandLine(new TunnelServerMain(), Map.of()).getCommandSpec().options()) {
-      if (o.type() == java.nio.file.Path.class) {
-        keys.add(o.longestName().replaceFirst("^-+", ""));
-      }
-    }
-    return keys;
+  /** The command line exactly as the entry point builds it, with an empty environment. */
+  public static CommandLine commandLine() {
+    return TunnelServerMain.commandLine(new TunnelServerMain(), Map.of());
   }
 
   /** What parsing {@code args} with {@code env} gives: the configuration and the warnings. */

@@ -15,6 +15,7 @@ class UnitsTest {
     assertThat(Units.parseDuration("10s")).isEqualTo(Duration.ofSeconds(10));
     assertThat(Units.parseDuration("1.5s")).isEqualTo(Duration.ofMillis(1500));
     assertThat(Units.parseDuration("2m")).isEqualTo(Duration.ofMinutes(2));
+    assertThat(Units.parseDuration("365d")).isEqualTo(Duration.ofDays(365));
     assertThat(Units.parseDuration("1h")).isEqualTo(Duration.ofHours(1));
     assertThatThrownBy(() -> Units.parseDuration("10")).hasMessageContaining("e.g. 500ms");
     assertThatThrownBy(() -> Units.parsePositiveDuration("--x", "0s"))

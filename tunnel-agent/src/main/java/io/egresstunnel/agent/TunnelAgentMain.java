@@ -37,7 +37,7 @@ import picocli.CommandLine.Option;
           + " policy allows them: its addresses on the kubelet ports, its pod CIDRs in pod and"
           + " cluster modes, and --allow rules. Anything else is refused for that stream only.",
       "",
-      "Durations take ms, s, m or h (10s); sizes take bytes, Ki or Mi (256Ki).",
+      "Durations take ms, s, m, h or d (10s); sizes take bytes, Ki or Mi (256Ki).",
       ""
     })
 public final class TunnelAgentMain implements Callable<Integer> {

@@ -37,7 +37,7 @@ import picocli.CommandLine.Option;
           + " websocket of the agent on the target's node. Targets the mode does not send through"
           + " an agent are dialled directly.",
       "",
-      "Durations take ms, s, m or h (10s); sizes take bytes, Ki or Mi (256Ki).",
+      "Durations take ms, s, m, h or d (10s); sizes take bytes, Ki or Mi (256Ki).",
       ""
     })
 public final class TunnelServerMain implements Callable<Integer> {

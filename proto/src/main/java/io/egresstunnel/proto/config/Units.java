@@ -29,11 +29,14 @@ public final class Units {
       if (s.endsWith("h")) {
         return Duration.ofHours(Long.parseLong(s.substring(0, s.length() - 1)));
       }
-    } catch (NumberFormatException e) {
+      if (s.endsWith("d")) {
+        return Duration.ofDays(Long.parseLong(s.substring(0, s.length() - 1)));
+      }
+    } catch (NumberFormatException | ArithmeticException e) {
       // fall through to the error below
     }
     throw new IllegalArgumentException(
-        "not a duration: '" + text + "' (use e.g. 500ms, 10s, 2m, 1h)");
+        "not a duration: '" + text + "' (use e.g. 500ms, 10s, 2m, 1h, 365d)");
   }
 
   /** A duration that must be above zero; the error names the flag. */

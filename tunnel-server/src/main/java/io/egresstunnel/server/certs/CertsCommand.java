@@ -11,7 +11,6 @@ import java.time.Instant;
 import java.util.ArrayList;
 import java.util.LinkedHashSet;
 import java.util.List;
-import java.util.Locale;
 import java.util.concurrent.Callable;
 import java.util.regex.Pattern;
 import org.bouncycastle.asn1.x509.GeneralName;
@@ -37,7 +36,7 @@ import picocli.CommandLine.Spec;
           + " Keys are PKCS#8 PEM with mode 0600. An existing file is never replaced without"
           + " --force; an existing CA is always reused (delete ca.crt and ca.key for a new one).",
       "",
-      "Durations take d or h (365d, 8760h), or the units of the server's other durations.",
+      "Durations take ms, s, m, h or d (365d, 8760h).",
       ""
     })
 public final class CertsCommand implements Callable<Integer> {
@@ -345,22 +344,10 @@ public final class CertsCommand implements Callable<Integer> {
     return List.copyOf(unique);
   }
 
-  /** A positive duration: days ({@code 365d}) here, or any form {@link Units} takes. */
+  /** A positive duration of at most 36500 days, in any form {@link Units} takes (365d, 8760h). */
   static Duration parseValidity(String flag, String text) {
-    String s = text.trim().toLowerCase(Locale.ROOT);
-    Duration d;
-    try {
-      if (s.endsWith("d")) {
-        d = Duration.ofDays(Long.parseLong(s.substring(0, s.length() - 1)));
-      } else {
-        d = Units.parseDuration(s);
-      }
-    } catch (IllegalArgumentException | ArithmeticException e) {
-      // NumberFormatException is an IllegalArgumentException
-      throw new IllegalArgumentException(
-          flag + ": not a duration: '" + text + "' (use e.g. 365d or 8760h)", e);
-    }
-    if (d.isZero() || d.isNegative() || d.compareTo(MAX_VALIDITY) > 0) {
+    Duration d = Units.parsePositiveDuration(flag, text);
+    if (d.compareTo(MAX_VALIDITY) > 0) {
       throw new IllegalArgumentException(flag + " must be from 1ms to 36500d, got " + text);
     }
     return d;

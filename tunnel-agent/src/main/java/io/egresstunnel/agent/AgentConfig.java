@@ -166,6 +166,23 @@ public record AgentConfig(
           grace);
     }
 
+    public Limits withPing(Duration interval, Duration timeout) {
+      return new Limits(
+          initialWindow,
+          maxFramePayload,
+          maxStreams,
+          maxPendingDials,
+          dialTimeout,
+          handshakeTimeout,
+          interval,
+          timeout,
+          reconnectMin,
+          reconnectMax,
+          threads,
+          syncInterval,
+          gracePeriod);
+    }
+
     public static Limits defaults() {
       return new Limits(
           io.egresstunnel.proto.Limits.DEFAULT_INITIAL_WINDOW,

@@ -478,7 +478,8 @@ final class ServerConnection {
       AgentConfig.Limits limits = config.limits();
       ChannelPipeline p = ch.pipeline();
       if (tls != null) {
-        p.addLast("tls", tls.get().newHandler(ch.alloc(), uri.getHost(), port));
+        p.addLast(
+            SessionPipeline.TLS_HANDLER, tls.get().newHandler(ch.alloc(), uri.getHost(), port));
       }
       p.addLast("http", new HttpClientCodec());
       p.addLast("http-aggregator", new HttpObjectAggregator(8192));

@@ -260,6 +260,26 @@ public record ServerConfig(
           readyMinAgents);
     }
 
+    public Limits withPing(Duration interval, Duration timeout) {
+      return new Limits(
+          initialWindow,
+          maxFramePayload,
+          maxStreamsPerAgent,
+          maxPendingDialsPerAgent,
+          maxAgents,
+          dialTimeout,
+          maxHeaderBytes,
+          maxRequestLine,
+          connectReadTimeout,
+          handshakeTimeout,
+          interval,
+          timeout,
+          listenBacklog,
+          threads,
+          gracePeriod,
+          readyMinAgents);
+    }
+
     /** The defaults behind the flags. */
     public static Limits defaults() {
       return new Limits(

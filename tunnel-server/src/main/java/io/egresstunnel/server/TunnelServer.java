@@ -263,7 +263,7 @@ public final class TunnelServer implements AutoCloseable {
               protected void initChannel(Channel ch) {
                 ChannelPipeline p = ch.pipeline();
                 if (tls != null) {
-                  p.addLast("tls", tls.newHandler(ch.alloc()));
+                  p.addLast(SessionPipeline.TLS_HANDLER, tls.newHandler(ch.alloc()));
                 }
                 p.addLast("http", new HttpServerCodec());
                 p.addLast("http-aggregator", new HttpObjectAggregator(8192));

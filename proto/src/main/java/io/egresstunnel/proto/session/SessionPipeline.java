@@ -19,17 +19,29 @@ public final class SessionPipeline {
 
   private SessionPipeline() {}
 
+  /** The name of the TLS handler, if the websocket runs over TLS. */
+  public static final String TLS_HANDLER = "tls";
+
   /**
    * Adds keepalive (ping when quiet for {@code pingInterval}, close when silent for {@code
    * pingTimeout}), the frame decoder and encoder, and {@code session}, after whatever carries the
    * websocket.
+   *
+   * <p>Keepalive sits right above the bytes (after {@link #TLS_HANDLER}, if there is one), below
+   * the websocket codec: every byte the peer sends counts as a sign of life, pongs and pings
+   * included, which Netty's websocket protocol handler answers or drops before a handler behind it
+   * could see them.
    */
   public static void install(
       ChannelPipeline p, Duration pingInterval, Duration pingTimeout, TunnelSession session) {
-    p.addLast(
-        "keepalive",
+    IdleStateHandler keepalive =
         new IdleStateHandler(
-            pingTimeout.toMillis(), pingInterval.toMillis(), 0, TimeUnit.MILLISECONDS));
+            pingTimeout.toMillis(), pingInterval.toMillis(), 0, TimeUnit.MILLISECONDS);
+    if (p.get(TLS_HANDLER) != null) {
+      p.addAfter(TLS_HANDLER, "keepalive", keepalive);
+    } else {
+      p.addFirst("keepalive", keepalive);
+    }
     p.addLast("frame-decoder", new FrameDecoder(session.localConfig().maxFramePayload()));
     p.addLast("frame-encoder", ENCODER);
     p.addLast("session", session);

@@ -607,7 +607,12 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
           log.warn("{}: nothing received within the ping timeout; closing", describe());
           ctx.close();
         }
-        case WRITER_IDLE, ALL_IDLE -> ctx.writeAndFlush(new PingWebSocketFrame());
+        case WRITER_IDLE, ALL_IDLE -> {
+          // Before the hellos the websocket may not be up yet; the handshake timer guards that.
+          if (established) {
+            ctx.writeAndFlush(new PingWebSocketFrame());
+          }
+        }
       }
       return;
     }

@@ -80,7 +80,12 @@ final class AdminEndpoints {
 
   private String describe(io.egresstunnel.routing.Route route) {
     if (route instanceof io.egresstunnel.routing.Route.ViaAgent via) {
-      return (server.registry().session(via.node()) != null ? "via " : "no-agent ") + via.node();
+      if (server.registry().session(via.node()) != null) {
+        return "via " + via.node();
+      }
+      return server.config().routing().fallbackDirect()
+          ? "direct (fallback: no-agent " + via.node() + ")"
+          : "no-agent " + via.node();
     }
     return "direct";
   }

@@ -1,11 +1,16 @@
 package io.egresstunnel.server;
 
+import com.github.benmanes.caffeine.cache.Cache;
+import com.github.benmanes.caffeine.cache.Caffeine;
+import com.github.benmanes.caffeine.cache.RemovalCause;
+import com.github.benmanes.caffeine.cache.Scheduler;
 import io.egresstunnel.proto.AgentHello;
 import io.egresstunnel.proto.GoAway;
 import io.egresstunnel.proto.session.TunnelSession;
 import io.egresstunnel.routing.DeclaredRouter;
 import io.egresstunnel.routing.KubernetesRouteSource;
 import io.egresstunnel.routing.NodeInfo;
+import java.time.Duration;
 import java.util.Collection;
 import java.util.Deque;
 import java.util.List;
@@ -20,6 +25,11 @@ import org.slf4j.LoggerFactory;
  * The agents connected to this server, by node. A node may briefly have two sessions (an agent that
  * reconnects before its old session is noticed dead); the newest live one carries new streams.
  * Feeds the embedded route source with what each agent declares.
+ *
+ * <p>Without the Kubernetes API, a node stays known after its last agent leaves, so that its
+ * kubelet targets fail with 503 instead of silently bypassing the tunnel: for {@code
+ * departedNodeTtl}, and at most {@code maxDepartedNodes} such nodes (the longest gone are forgotten
+ * first).
  */
 public final class AgentRegistry implements TunnelSession.Listener {
   private static final Logger log = LoggerFactory.getLogger(AgentRegistry.class);
@@ -30,15 +40,48 @@ public final class AgentRegistry implements TunnelSession.Listener {
   private final int maxAgents;
   private final AtomicInteger established = new AtomicInteger();
 
+  /** Declared nodes whose last agent has left, until they are forgotten. */
+  private final Cache<String, Boolean> departed;
+
   /**
    * @param apiRoutes the Kubernetes source, or null: then what agents declare is the routing
    * @param maxAgents most sessions established at once; further hellos are refused
+   * @param departedNodeTtl how long a declared node is remembered after its last agent left
+   * @param maxDepartedNodes the most departed nodes remembered
    */
   public AgentRegistry(
-      DeclaredRouter declaredRoutes, KubernetesRouteSource apiRoutes, int maxAgents) {
+      DeclaredRouter declaredRoutes,
+      KubernetesRouteSource apiRoutes,
+      int maxAgents,
+      Duration departedNodeTtl,
+      int maxDepartedNodes) {
     this.declaredRoutes = declaredRoutes;
     this.apiRoutes = apiRoutes;
     this.maxAgents = maxAgents;
+    this.departed =
+        Caffeine.newBuilder()
+            .expireAfterWrite(departedNodeTtl)
+            .maximumSize(maxDepartedNodes)
+            .scheduler(Scheduler.systemScheduler())
+            .<String, Boolean>removalListener((node, v, cause) -> forget(node, cause))
+            .build();
+  }
+
+  /** Drops an expired or evicted departed node from the routes, unless its agent is back. */
+  private synchronized void forget(String node, RemovalCause cause) {
+    if (cause.wasEvicted() && !byNode.containsKey(node)) {
+      declaredRoutes.remove(node);
+      log.info("forgot node {}: no agent for it since {} ({})", node, cause, departedSummary());
+    }
+  }
+
+  private String departedSummary() {
+    return departed.estimatedSize() + " departed node(s) remembered";
+  }
+
+  /** The nodes remembered without an agent (an estimate, for status pages). */
+  public long departedNodes() {
+    return departed.estimatedSize();
   }
 
   /** The session that should carry a new stream to {@code node}, or null if none is connected. */
@@ -81,14 +124,20 @@ public final class AgentRegistry implements TunnelSession.Listener {
   public void onEstablished(TunnelSession session) {
     AgentHello hello = session.agentHello();
     established.incrementAndGet();
-    byNode.computeIfAbsent(hello.nodeName(), n -> new ConcurrentLinkedDeque<>()).addFirst(session);
     NodeInfo declared =
         new NodeInfo(hello.nodeName(), hello.addresses(), hello.podCidrs(), hello.kubeletPort());
     if (apiRoutes == null) {
-      // Declared nodes stay known after their agent leaves, so that their kubelet targets fail
-      // with 503 instead of silently bypassing the tunnel.
-      declaredRoutes.upsert(declared);
+      synchronized (this) {
+        byNode
+            .computeIfAbsent(hello.nodeName(), n -> new ConcurrentLinkedDeque<>())
+            .addFirst(session);
+        departed.invalidate(hello.nodeName());
+        declaredRoutes.upsert(declared);
+      }
     } else {
+      byNode
+          .computeIfAbsent(hello.nodeName(), n -> new ConcurrentLinkedDeque<>())
+          .addFirst(session);
       checkAgainstApi(declared);
     }
     log.info(
@@ -120,6 +169,9 @@ public final class AgentRegistry implements TunnelSession.Listener {
         });
     if (removed[0]) {
       established.decrementAndGet();
+    }
+    if (apiRoutes == null && !byNode.containsKey(hello.nodeName())) {
+      departed.put(hello.nodeName(), Boolean.TRUE); // its 503s last until it is forgotten
     }
     log.info(
         "agent disconnected: node {} ({})", hello.nodeName(), session.channel().remoteAddress());

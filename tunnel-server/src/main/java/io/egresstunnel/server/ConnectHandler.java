@@ -211,6 +211,12 @@ final class ConnectHandler extends ChannelInboundHandlerAdapter {
 
   private void viaAgent(ChannelHandlerContext ctx, ConnectTarget target, String node) {
     TunnelSession session = server.registry().session(node);
+    if (session == null && server.config().routing().fallbackDirect()) {
+      log.debug("no agent for node {}: dialling {} directly (--fallback-direct)", node, target);
+      server.metrics().fallbackDirect();
+      direct(ctx, target);
+      return;
+    }
     if (session == null) {
       server.metrics().noAgent();
       respond(

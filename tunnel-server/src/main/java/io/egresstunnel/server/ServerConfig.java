@@ -23,6 +23,7 @@ import java.util.List;
  * @param limits every limit the server enforces
  * @param kubernetes where routes come from the Kubernetes API, or null for agent hellos
  * @param security agent authentication, TLS versions and suites, Unix socket access
+ * @param routing what happens to targets whose node has no agent connected
  */
 public record ServerConfig(
     EgressMode mode,
@@ -36,7 +37,79 @@ public record ServerConfig(
     int serverCount,
     Limits limits,
     Kubernetes kubernetes,
-    Security security) {
+    Security security,
+    Routing routing) {
+
+  /** A config with the default {@link Routing}. */
+  public ServerConfig(
+      EgressMode mode,
+      InetSocketAddress connectListen,
+      Path udsPath,
+      InetSocketAddress agentListen,
+      InetSocketAddress adminListen,
+      TlsFiles tls,
+      TlsFiles agentTls,
+      String serverId,
+      int serverCount,
+      Limits limits,
+      Kubernetes kubernetes,
+      Security security) {
+    this(
+        mode,
+        connectListen,
+        udsPath,
+        agentListen,
+        adminListen,
+        tls,
+        agentTls,
+        serverId,
+        serverCount,
+        limits,
+        kubernetes,
+        security,
+        Routing.defaults());
+  }
+
+  /**
+   * Targets that the mode sends through an agent, when that node has none connected.
+   *
+   * @param departedNodeTtl how long a node declared by an agent (routing without the Kubernetes
+   *     API) is remembered after its last agent left; its targets get 503 meanwhile
+   * @param maxDepartedNodes the most such nodes remembered; beyond it the longest gone are
+   *     forgotten first
+   * @param fallbackDirect dial such targets directly instead of answering 503 (for a server that is
+   *     itself a node, as K3s does); off by default, because it bypasses the tunnel
+   */
+  public record Routing(Duration departedNodeTtl, int maxDepartedNodes, boolean fallbackDirect) {
+    public Routing {
+      if (departedNodeTtl.isNegative() || departedNodeTtl.isZero()) {
+        throw new IllegalArgumentException("--departed-node-ttl must be positive");
+      }
+      io.egresstunnel.proto.Limits.check(
+          "--max-departed-nodes", maxDepartedNodes, 0, Integer.MAX_VALUE);
+    }
+
+    public static Routing defaults() {
+      return new Routing(Duration.ofHours(1), 10_000, false);
+    }
+  }
+
+  public ServerConfig withRouting(Routing newRouting) {
+    return new ServerConfig(
+        mode,
+        connectListen,
+        udsPath,
+        agentListen,
+        adminListen,
+        tls,
+        agentTls,
+        serverId,
+        serverCount,
+        limits,
+        kubernetes,
+        security,
+        newRouting);
+  }
 
   /**
    * Who may connect, and how TLS is set up.
@@ -333,7 +406,8 @@ public record ServerConfig(
         serverCount,
         newLimits,
         kubernetes,
-        security);
+        security,
+        routing);
   }
 
   public ServerConfig withKubernetes(Kubernetes k) {
@@ -349,7 +423,8 @@ public record ServerConfig(
         serverCount,
         limits,
         k,
-        security);
+        security,
+        routing);
   }
 
   public ServerConfig withAgentTokenFile(Path tokens) {
@@ -370,7 +445,8 @@ public record ServerConfig(
         serverCount,
         limits,
         kubernetes,
-        security);
+        security,
+        routing);
   }
 
   /** TLS on the CONNECT listener and on the agent listener (either may be null). */
@@ -387,7 +463,8 @@ public record ServerConfig(
         serverCount,
         limits,
         kubernetes,
-        security);
+        security,
+        routing);
   }
 
   public ServerConfig withSecurity(Security newSecurity) {
@@ -403,6 +480,7 @@ public record ServerConfig(
         serverCount,
         limits,
         kubernetes,
-        newSecurity);
+        newSecurity,
+        routing);
   }
 }

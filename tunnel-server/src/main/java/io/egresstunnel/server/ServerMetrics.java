@@ -75,6 +75,7 @@ public final class ServerMetrics {
   private final TunnelMetrics tunnel;
   private final CounterDataPoint[] connectAnswers = new CounterDataPoint[CODES.length + 1];
   private final Counter dialFailures;
+  private final CounterDataPoint fallbackDirect;
   private final Histogram dialSeconds;
   // By route * OUTCOMES + outcome, resolved on first use: most pairs never occur, and need no
   // empty series. The arrays publish each child safely to the other event loops.
@@ -106,6 +107,15 @@ public final class ServerMetrics {
       connectAnswers[i] = connects.labelValues(Integer.toString(CODES[i]));
     }
     connectAnswers[CODES.length] = connects.labelValues("other");
+    fallbackDirect =
+        Counter.builder()
+            .name(PREFIX + "fallback_direct_dials_total")
+            .help(
+                "CONNECTs that the mode routes through an agent, dialled directly because no agent"
+                    + " was connected for the node (--fallback-direct).")
+            .withoutExemplars()
+            .register(registry)
+            .labelValues();
     dialFailures =
         Counter.builder()
             .name(PREFIX + "dial_failures_total")
@@ -173,6 +183,11 @@ public final class ServerMetrics {
   /** No agent is connected for the target's node: the CONNECT fails without a dial. */
   void noAgent() {
     failure(0, DialOutcome.NO_AGENT).inc();
+  }
+
+  /** A target of a node without an agent is dialled directly (--fallback-direct). */
+  void fallbackDirect() {
+    fallbackDirect.inc();
   }
 
   private CounterDataPoint failure(int route, DialOutcome outcome) {

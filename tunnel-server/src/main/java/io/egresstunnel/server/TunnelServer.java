@@ -109,7 +109,13 @@ public final class TunnelServer implements AutoCloseable {
       this.apiRoutes = null;
       this.router = declaredRouter;
     }
-    this.registry = new AgentRegistry(declaredRouter, apiRoutes, config.limits().maxAgents());
+    this.registry =
+        new AgentRegistry(
+            declaredRouter,
+            apiRoutes,
+            config.limits().maxAgents(),
+            config.routing().departedNodeTtl(),
+            config.routing().maxDepartedNodes());
     this.metrics = new ServerMetrics(metricsRegistry, registry::agentCount);
     ServerConfig.AgentAuth auth = config.security().agentAuth();
     if (auth.clientCa() != null && config.agentTls() == null) {

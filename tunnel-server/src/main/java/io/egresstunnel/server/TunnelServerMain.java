@@ -276,6 +276,33 @@ public final class TunnelServerMain implements Callable<Integer> {
   int maxAgents;
 
   @Option(
+      names = "--departed-node-ttl",
+      paramLabel = "DURATION",
+      defaultValue = "1h",
+      description =
+          "Without the Kubernetes API: how long a node stays known after its last agent left;"
+              + " its kubelet targets get 503 (no agent connected) meanwhile, never a direct dial."
+              + " Default: ${DEFAULT-VALUE}.")
+  String departedNodeTtl;
+
+  @Option(
+      names = "--max-departed-nodes",
+      defaultValue = "10000",
+      description =
+          "The most nodes remembered without an agent; the longest gone are forgotten first."
+              + " Default: ${DEFAULT-VALUE}.")
+  int maxDepartedNodes;
+
+  @Option(
+      names = "--fallback-direct",
+      description =
+          "Dial a target directly when the mode routes it through an agent and its node has none"
+              + " connected (K3s's behaviour, for a server that is itself a node). Off by default:"
+              + " it bypasses the tunnel; each such dial is counted in"
+              + " egress_tunnel_server_fallback_direct_dials_total.")
+  boolean fallbackDirect;
+
+  @Option(
       names = "--dial-timeout",
       paramLabel = "DURATION",
       defaultValue = "10s",
@@ -426,7 +453,11 @@ public final class TunnelServerMain implements Callable<Integer> {
         Limits.check("--server-count", serverCount, 1, 0xFFFF),
         limits,
         kubernetes,
-        security(kubernetes));
+        security(kubernetes),
+        new ServerConfig.Routing(
+            Units.parsePositiveDuration("--departed-node-ttl", departedNodeTtl),
+            Limits.check("--max-departed-nodes", maxDepartedNodes, 0, Integer.MAX_VALUE),
+            fallbackDirect));
   }
 
   private ServerConfig.Security security(ServerConfig.Kubernetes kubernetes) {

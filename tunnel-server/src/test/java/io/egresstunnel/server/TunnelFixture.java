@@ -33,7 +33,12 @@ final class TunnelFixture implements AutoCloseable {
   }
 
   TunnelFixture(ServerConfig config) throws Exception {
-    server = new TunnelServer(config).start();
+    this(new TunnelServer(config).start());
+  }
+
+  /** Takes over a started server. */
+  TunnelFixture(TunnelServer started) {
+    server = started;
   }
 
   InetSocketAddress proxy() {

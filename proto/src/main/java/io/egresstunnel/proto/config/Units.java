@@ -41,7 +41,12 @@ public final class Units {
 
   /** A duration that must be above zero; the error names the flag. */
   public static Duration parsePositiveDuration(String flag, String text) {
-    Duration d = parseDuration(text);
+    Duration d;
+    try {
+      d = parseDuration(text);
+    } catch (IllegalArgumentException e) {
+      throw new IllegalArgumentException(flag + ": " + e.getMessage(), e);
+    }
     if (d.isZero() || d.isNegative()) {
       throw new IllegalArgumentException(flag + " must be positive, got " + text);
     }

@@ -5,9 +5,10 @@ import org.junit.jupiter.api.extension.BeforeEachCallback;
 import org.junit.jupiter.api.extension.ExtensionContext;
 
 /**
- * Fails any JUnit Jupiter test after which a ByteBuf leak is reported. Registered for every test by
- * service loading ({@code junit.jupiter.extensions.autodetection.enabled}); a leak a test causes on
- * purpose must be drained by that test ({@link LeakCheck#collectUntil}).
+ * Fails any JUnit Jupiter test after which a ByteBuf leak is reported, or during which Netty logged
+ * a warning ({@link NettyWarnings}). Registered for every test by service loading ({@code
+ * junit.jupiter.extensions.autodetection.enabled}); a leak a test causes on purpose must be drained
+ * by that test ({@link LeakCheck#collectUntil}).
  */
 public final class LeakCheckExtension implements BeforeEachCallback, AfterEachCallback {
 
@@ -15,6 +16,7 @@ public final class LeakCheckExtension implements BeforeEachCallback, AfterEachCa
   public void beforeEach(ExtensionContext context) {
     // Reports that surface now come from earlier tests' garbage; they were checked there already,
     // but a late one must not be charged to this test, so surface and report them separately.
+    NettyWarnings.drain(); // charged to the test that ran then, if any
     var earlier = LeakCheck.collect(1);
     if (!earlier.isEmpty()) {
       throw new AssertionError(
@@ -28,5 +30,9 @@ public final class LeakCheckExtension implements BeforeEachCallback, AfterEachCa
   @Override
   public void afterEach(ExtensionContext context) {
     LeakCheck.assertNoLeaks();
+    var warnings = NettyWarnings.drain();
+    if (!warnings.isEmpty()) {
+      throw new AssertionError("Netty warned during the test:\n" + String.join("\n", warnings));
+    }
   }
 }

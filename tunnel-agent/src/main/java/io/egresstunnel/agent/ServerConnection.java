@@ -150,12 +150,18 @@ final class ServerConnection {
     reconcile();
   }
 
-  /** Stops reconnecting and closes every connection through this URL at once. */
+  /**
+   * Stops reconnecting and closes every connection through this URL at once; their streams end with
+   * resets towards their targets. Returns when those have run.
+   */
   void stop() {
     stopped = true;
     for (Attempt a : attempts) {
+      TunnelSession s = a.session;
       Channel c = a.channel;
-      if (c != null) {
+      if (s != null) {
+        s.abort("the agent is stopping").awaitUninterruptibly(1, TimeUnit.SECONDS);
+      } else if (c != null) {
         c.close();
       }
     }

@@ -49,6 +49,8 @@ import org.slf4j.LoggerFactory;
 public final class TunnelAgent implements AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(TunnelAgent.class);
 
+  private final java.util.concurrent.atomic.AtomicBoolean closed =
+      new java.util.concurrent.atomic.AtomicBoolean();
   private final AgentConfig config;
   private final EventLoopGroup group;
   private final TargetDialer dialer = new TargetDialer(2);
@@ -287,11 +289,15 @@ public final class TunnelAgent implements AutoCloseable {
 
   @Override
   public void close() {
+    if (!closed.compareAndSet(false, true)) {
+      return; // closing twice (after a drain, or from a test and a hook) is harmless
+    }
     Channel admin = adminChannel;
     if (admin != null) {
       admin.close().syncUninterruptibly();
     }
     connections.forEach(ServerConnection::stop);
+    Transport.settle(group);
     group.shutdownGracefully(0, 2, TimeUnit.SECONDS).syncUninterruptibly();
     dialer.close();
     if (reloadingTls != null) {

@@ -343,6 +343,7 @@ public final class TunnelAgentMain implements Callable<Integer> {
     sources.logSources();
     AgentConfig config;
     try {
+      common.configureTransport();
       config = toConfig();
     } catch (IllegalArgumentException e) {
       System.err.println("tunnel-agent: " + sources.withOrigins(e.getMessage()));

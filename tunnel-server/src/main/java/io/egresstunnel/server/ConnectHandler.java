@@ -2,6 +2,7 @@ package io.egresstunnel.server;
 
 import io.egresstunnel.proto.DialStatus;
 import io.egresstunnel.proto.metrics.TunnelMetrics;
+import io.egresstunnel.proto.net.HalfClose;
 import io.egresstunnel.proto.net.Splice;
 import io.egresstunnel.proto.net.TargetDialer;
 import io.egresstunnel.proto.session.DialFailedException;
@@ -11,10 +12,10 @@ import io.egresstunnel.routing.Route;
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.Unpooled;
 import io.netty.channel.Channel;
-import io.netty.channel.ChannelFutureListener;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInboundHandlerAdapter;
 import io.netty.channel.ChannelPipeline;
+import io.netty.channel.socket.DuplexChannel;
 import io.netty.handler.codec.DecoderResult;
 import io.netty.handler.codec.http.DefaultFullHttpResponse;
 import io.netty.handler.codec.http.FullHttpResponse;
@@ -58,6 +59,7 @@ final class ConnectHandler extends ChannelInboundHandlerAdapter {
 
   private final TunnelServer server;
   private boolean requestSeen;
+  private Object inputEnd;
   private long dialStartNanos;
   private io.netty.util.concurrent.ScheduledFuture<?> requestTimer;
 
@@ -114,8 +116,39 @@ final class ConnectHandler extends ChannelInboundHandlerAdapter {
 
   @Override
   public void channelReadComplete(ChannelHandlerContext ctx) {
-    if (!requestSeen) {
+    if (!requestSeen && inputEnd == null) {
       ctx.read(); // the request line or headers are not complete yet
+    }
+  }
+
+  /**
+   * The client may end its side right behind its request ({@code printf ... | nc -N}), and a
+   * transport may report that before the tunnel exists. The end is kept and handed to the relay
+   * once it takes over, after the bytes before it; an end before a whole request gets 400.
+   */
+  @Override
+  public void userEventTriggered(ChannelHandlerContext ctx, Object evt) {
+    if (HalfClose.isEndOfInput(evt)) {
+      if (inputEnd == null) {
+        inputEnd = evt;
+        if (!requestSeen) {
+          requestSeen = true;
+          cancelRequestTimer();
+          respond(
+              ctx,
+              HttpResponseStatus.BAD_REQUEST,
+              "the client ended its side before the CONNECT request was complete");
+        }
+      }
+      return;
+    }
+    ctx.fireUserEventTriggered(evt);
+  }
+
+  /** Hands an end of input that came before the relay to the relay, after the bytes before it. */
+  private void replayInputEnd(ChannelPipeline p) {
+    if (inputEnd != null) {
+      p.fireUserEventTriggered(inputEnd);
     }
   }
 
@@ -296,6 +329,7 @@ final class ConnectHandler extends ChannelInboundHandlerAdapter {
     ChannelPipeline p = ctx.pipeline();
     p.addLast("stream-relay", stream.newRelayHandler());
     switchToRaw(p);
+    replayInputEnd(p);
     client.writeAndFlush(CONNECTED.duplicate());
     server.metrics().connectAnswered(200);
     stream.startRelay();
@@ -335,6 +369,7 @@ final class ConnectHandler extends ChannelInboundHandlerAdapter {
                           m.directBytesToClient()::inc);
                       server.directStreamStarted(client, target.toString());
                       removeHttpCodec(p);
+                      replayInputEnd(p);
                       client.writeAndFlush(CONNECTED.duplicate());
                       server.metrics().connectAnswered(200);
                     }));
@@ -419,7 +454,54 @@ final class ConnectHandler extends ChannelInboundHandlerAdapter {
           response.status(),
           response.content().toString(StandardCharsets.UTF_8).trim());
     }
-    ctx.writeAndFlush(response).addListener(ChannelFutureListener.CLOSE);
+    ctx.writeAndFlush(response).addListener(f -> closeAfterAnswer(ctx.channel()));
+  }
+
+  /**
+   * Ends a connection whose CONNECT was refused so that the client can read the answer: a plain
+   * close with the client's late bytes unread would make the kernel send a reset, which destroys
+   * the answer at the client before it is read (a slowloris client that is still dribbling, say).
+   * So the answer is followed by our end of data, and what the client still sends is read and
+   * dropped until its own end, or for a second at most.
+   */
+  private static void closeAfterAnswer(Channel ch) {
+    if (!ch.isActive()) {
+      return;
+    }
+    if (ch instanceof DuplexChannel duplex && duplex.isInputShutdown()) {
+      HalfClose.shutdownOutput(ch).addListener(f -> ch.close()); // nothing more can come
+      return;
+    }
+    ChannelPipeline p = ch.pipeline();
+    for (String name : List.of(HTTP_DECODER, HTTP_ENCODER, "connect")) {
+      if (p.get(name) != null) {
+        p.remove(name);
+      }
+    }
+    p.addLast(
+        "discard",
+        new ChannelInboundHandlerAdapter() {
+          @Override
+          public void channelRead(ChannelHandlerContext ctx, Object msg) {
+            ReferenceCountUtil.release(msg);
+          }
+
+          @Override
+          public void userEventTriggered(ChannelHandlerContext ctx, Object evt) {
+            if (HalfClose.isEndOfInput(evt)) {
+              ctx.close();
+            }
+            ReferenceCountUtil.release(evt);
+          }
+
+          @Override
+          public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
+            ctx.close();
+          }
+        });
+    HalfClose.shutdownOutput(ch);
+    ch.eventLoop().schedule(() -> ch.close(), 1, java.util.concurrent.TimeUnit.SECONDS);
+    ch.config().setAutoRead(true);
   }
 
   /** Runs on the client channel's event loop: at once if already there, so order is kept. */

@@ -431,6 +431,24 @@ public record ServerConfig(
     return withSecurity(security.withAgentAuth(new AgentAuth(tokens, null, null)));
   }
 
+  /** The CONNECT listener on the Unix socket {@code path} as well (null for none). */
+  public ServerConfig withUds(Path path) {
+    return new ServerConfig(
+        mode,
+        connectListen,
+        path,
+        agentListen,
+        adminListen,
+        tls,
+        agentTls,
+        serverId,
+        serverCount,
+        limits,
+        kubernetes,
+        security,
+        routing);
+  }
+
   /** The admin listener (health, status) on {@code address}. */
   public ServerConfig withAdminListen(InetSocketAddress address) {
     return new ServerConfig(

@@ -3,6 +3,7 @@ package io.egresstunnel.server;
 import io.egresstunnel.proto.ErrorCode;
 import io.egresstunnel.proto.Limits;
 import io.egresstunnel.proto.net.AdminHttp;
+import io.egresstunnel.proto.net.HalfClose;
 import io.egresstunnel.proto.net.ReloadingSslContext;
 import io.egresstunnel.proto.net.SlicingWebSocketFrameDecoder;
 import io.egresstunnel.proto.net.TargetDialer;
@@ -80,6 +81,8 @@ public final class TunnelServer implements AutoCloseable {
   private volatile boolean started;
   private volatile boolean draining;
   private final Map<Channel, DirectStream> directStreams = new ConcurrentHashMap<>();
+  private final java.util.concurrent.atomic.AtomicBoolean closed =
+      new java.util.concurrent.atomic.AtomicBoolean();
   private Channel connectChannel;
   private Channel agentChannel;
   private Channel adminChannel;
@@ -162,6 +165,13 @@ public final class TunnelServer implements AutoCloseable {
                 "CONNECT");
       }
       if (config.udsPath() != null) {
+        if (!Transport.supportsDomainHalfClosure()) {
+          throw new IOException(
+              "--uds needs the epoll transport (Linux): with "
+                  + Transport.name()
+                  + ", Netty's Unix-socket channel cannot half-close and would lose the answer to a"
+                  + " client that shuts down its sending side");
+        }
         Files.deleteIfExists(config.udsPath());
         ServerBootstrap uds = connectBootstrap(Transport.domainServerChannel(), null);
         bind(uds, Transport.domainSocketAddress(config.udsPath()), "CONNECT (Unix socket)");
@@ -179,7 +189,7 @@ public final class TunnelServer implements AutoCloseable {
           "tunnel-server {} up: mode {}, {} transport, limits {}",
           config.serverId(),
           config.mode().flagValue(),
-          Transport.isNative() ? "epoll" : "nio",
+          Transport.name(),
           config.limits());
       return this;
     } catch (IOException | InterruptedException | RuntimeException e) {
@@ -496,13 +506,27 @@ public final class TunnelServer implements AutoCloseable {
 
   @Override
   public void close() {
+    if (!closed.compareAndSet(false, true)) {
+      return; // closing twice (a shutdown hook after a failed start, say) is harmless
+    }
     started = false;
     for (Channel c : listeners) {
       c.close().syncUninterruptibly();
     }
+    // Streams cut short end with resets towards their clients, before the loops shut down (which
+    // would close their sockets plainly): a cut transfer must not look complete.
+    List<io.netty.util.concurrent.Future<?>> aborted = new ArrayList<>();
     for (TunnelSession s : registry.allSessions()) {
-      s.channel().close();
+      aborted.add(s.abort("the server is stopping"));
     }
+    for (Channel c : directStreams.keySet()) {
+      HalfClose.abort(c);
+      aborted.add(c.closeFuture());
+    }
+    for (var f : aborted) {
+      f.awaitUninterruptibly(1, TimeUnit.SECONDS);
+    }
+    Transport.settle(workerGroup); // the resets those closes set off (a splice's other side)
     bossGroup.shutdownGracefully(0, 2, TimeUnit.SECONDS).syncUninterruptibly();
     workerGroup.shutdownGracefully(0, 2, TimeUnit.SECONDS).syncUninterruptibly();
     dialer.close();

@@ -517,6 +517,7 @@ public final class TunnelServerMain implements Callable<Integer> {
     sources.logSources();
     ServerConfig config;
     try {
+      common.configureTransport();
       config = toConfig();
     } catch (IllegalArgumentException e) {
       System.err.println("tunnel-server: " + sources.withOrigins(e.getMessage()));

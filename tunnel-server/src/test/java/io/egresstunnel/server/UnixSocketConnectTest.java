@@ -2,7 +2,10 @@ package io.egresstunnel.server;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.junit.jupiter.api.Assumptions.assumeFalse;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
+import io.egresstunnel.proto.net.Transport;
 import io.egresstunnel.routing.EgressMode;
 import java.net.InetSocketAddress;
 import java.net.StandardProtocolFamily;
@@ -25,10 +28,11 @@ class UnixSocketConnectTest {
 
   @Test
   void connectOverTheUnixSocketReachesTheTarget(@TempDir Path dir) throws Exception {
+    assumeTrue(Transport.supportsDomainHalfClosure());
     Path sock = dir.resolve("connect.sock");
     ServerConfig base =
         ServerConfig.plain(EgressMode.DISABLED, null, new InetSocketAddress("127.0.0.1", 0));
-    ServerConfig config = withUds(base, sock);
+    ServerConfig config = base.withUds(sock);
     try (TunnelServer server = new TunnelServer(config).start();
         TestTarget echo = new TestTarget("127.0.0.1", 0, TestTarget::echo);
         SocketChannel ch = SocketChannel.open(StandardProtocolFamily.UNIX)) {
@@ -53,6 +57,7 @@ class UnixSocketConnectTest {
 
   @Test
   void aGroupCanBeGivenAccessToTheSocket(@TempDir Path dir) throws Exception {
+    assumeTrue(Transport.supportsDomainHalfClosure());
     Path sock = dir.resolve("connect.sock");
     // The group of a file we create is one we may hand the socket to.
     String group =
@@ -61,33 +66,29 @@ class UnixSocketConnectTest {
             .getName();
     ServerConfig base =
         ServerConfig.plain(EgressMode.DISABLED, null, new InetSocketAddress("127.0.0.1", 0));
-    ServerConfig config = withUds(base, sock).withSecurity(base.security().withUdsGroup(group));
+    ServerConfig config = base.withUds(sock).withSecurity(base.security().withUdsGroup(group));
     try (TunnelServer server = new TunnelServer(config).start()) {
       PosixFileAttributes attrs = Files.readAttributes(sock, PosixFileAttributes.class);
       assertThat(PosixFilePermissions.toString(attrs.permissions())).isEqualTo("rw-rw----");
       assertThat(attrs.group().getName()).isEqualTo(group);
     }
     ServerConfig unknown =
-        withUds(base, dir.resolve("other.sock"))
+        base.withUds(dir.resolve("other.sock"))
             .withSecurity(base.security().withUdsGroup("no-such-group-xyz"));
     assertThatThrownBy(() -> new TunnelServer(unknown).start())
         .isInstanceOf(java.io.IOException.class)
         .hasMessageContaining("--uds-group no-such-group-xyz: no such group");
   }
 
-  private static ServerConfig withUds(ServerConfig base, Path sock) {
-    return new ServerConfig(
-        base.mode(),
-        null,
-        sock,
-        base.agentListen(),
-        null,
-        null,
-        null,
-        "s",
-        1,
-        base.limits(),
-        null,
-        base.security());
+  @Test
+  void aTransportWhoseUnixSocketsCannotHalfCloseIsRefusedWithTheReason(@TempDir Path dir) {
+    assumeFalse(Transport.supportsDomainHalfClosure());
+    ServerConfig config =
+        ServerConfig.plain(EgressMode.DISABLED, null, new InetSocketAddress("127.0.0.1", 0))
+            .withUds(dir.resolve("connect.sock"));
+    assertThatThrownBy(() -> new TunnelServer(config).start())
+        .isInstanceOf(java.io.IOException.class)
+        .hasMessageStartingWith("--uds needs the epoll transport (Linux)")
+        .hasMessageContaining("cannot half-close");
   }
 }

@@ -1,5 +1,6 @@
 package io.egresstunnel.proto.config;
 
+import io.egresstunnel.proto.net.Transport;
 import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.Locale;
@@ -44,6 +45,24 @@ public final class CommonOptions {
               + " Default: ${DEFAULT-VALUE}.")
   public Logging.Format logFormat = Logging.Format.TEXT;
 
+  @Option(
+      names = "--transport",
+      paramLabel = "KIND",
+      defaultValue = "auto",
+      converter = TransportConverter.class,
+      description =
+          "auto (epoll on Linux, NIO elsewhere), epoll or nio. --uds needs epoll: NIO's Unix"
+              + " sockets cannot half-close. Default: ${DEFAULT-VALUE}.")
+  public Transport.Kind transport = Transport.Kind.AUTO;
+
+  /**
+   * Chooses the transport as {@code --transport} says; a usage error (epoll where it cannot load)
+   * is an IllegalArgumentException naming the flag.
+   */
+  public void configureTransport() {
+    Transport.choose(transport);
+  }
+
   /** Sets logging up as these flags say. */
   public void configureLogging() {
     Logging.configure(logFormat, logLevel);
@@ -69,6 +88,13 @@ public final class CommonOptions {
     @Override
     public Logging.Level convert(String value) {
       return parse(Logging.Level.class, value);
+    }
+  }
+
+  static final class TransportConverter implements ITypeConverter<Transport.Kind> {
+    @Override
+    public Transport.Kind convert(String value) {
+      return parse(Transport.Kind.class, value);
     }
   }
 

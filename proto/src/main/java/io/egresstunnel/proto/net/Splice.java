@@ -1,13 +1,10 @@
 package io.egresstunnel.proto.net;
 
 import io.netty.buffer.ByteBuf;
-import io.netty.buffer.Unpooled;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelFutureListener;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInboundHandlerAdapter;
-import io.netty.channel.socket.ChannelInputShutdownEvent;
-import io.netty.channel.socket.DuplexChannel;
 import io.netty.util.ReferenceCountUtil;
 import java.util.function.LongConsumer;
 import org.slf4j.Logger;
@@ -15,9 +12,11 @@ import org.slf4j.LoggerFactory;
 
 /**
  * Relays bytes between two sockets on the same event loop, with half-close: an EOF on one side
- * shuts down the other side's output once the data before it is written, and both close when both
- * directions are done. Each direction has one read in flight at most; the next read waits until the
- * previous write completed, so a slow peer holds one read buffer and no more.
+ * shuts down the other side's output once the data before it is written ({@link HalfClose}), and
+ * both close when both directions are done. A socket that fails or closes before that aborts the
+ * other one with a reset, so a cut transfer never looks complete. Each direction has one read in
+ * flight at most; the next read waits until the previous write completed, so a slow peer holds one
+ * read buffer and no more.
  */
 public final class Splice {
   private static final Logger log = LoggerFactory.getLogger(Splice.class);
@@ -100,10 +99,17 @@ public final class Splice {
     }
   }
 
+  /** Something went wrong before both directions finished: both sockets end with a reset. */
+  private void abort() {
+    HalfClose.abort(a);
+    HalfClose.abort(b);
+  }
+
   /** Copies what its channel reads to {@code out}. */
   private final class Direction extends ChannelInboundHandlerAdapter {
     private final Channel out;
     private final LongConsumer relayed;
+    private boolean ended;
 
     Direction(Channel out, LongConsumer relayed) {
       this.out = out;
@@ -112,7 +118,7 @@ public final class Splice {
 
     @Override
     public void channelRead(ChannelHandlerContext ctx, Object msg) {
-      if (!out.isActive()) {
+      if (ended || !out.isActive()) {
         ReferenceCountUtil.release(msg);
         return;
       }
@@ -124,22 +130,29 @@ public final class Splice {
               (ChannelFutureListener)
                   f -> {
                     if (f.isSuccess()) {
-                      Transport.readUnlessShut(ctx.channel());
+                      if (!ended) {
+                        Transport.readUnlessShut(ctx.channel());
+                      }
                     } else {
-                      ctx.channel().close();
-                      out.close();
+                      abort();
                     }
                   });
     }
 
     @Override
     public void userEventTriggered(ChannelHandlerContext ctx, Object evt) {
-      if (evt instanceof ChannelInputShutdownEvent) {
-        if (out instanceof DuplexChannel duplex && out.isActive()) {
-          out.writeAndFlush(Unpooled.EMPTY_BUFFER)
-              .addListener(f -> duplex.shutdownOutput().addListener(g -> directionDone()));
-        } else {
-          directionDone();
+      if (HalfClose.isEndOfInput(evt)) {
+        if (!ended) {
+          ended = true; // TLS says it twice: close_notify, then the FIN
+          HalfClose.shutdownOutput(out)
+              .addListener(
+                  f -> {
+                    if (f.isSuccess()) {
+                      directionDone();
+                    } else {
+                      abort();
+                    }
+                  });
         }
         return;
       }
@@ -148,13 +161,14 @@ public final class Splice {
 
     @Override
     public void channelInactive(ChannelHandlerContext ctx) {
-      // Flush what was already written, then close the other side too.
-      out.writeAndFlush(Unpooled.EMPTY_BUFFER).addListener(ChannelFutureListener.CLOSE);
+      if (directionsDone < 2) {
+        abort(); // closed under us (reset, error, shutdown) before both directions finished
+      }
     }
 
     @Override
     public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
-      ctx.close();
+      abort();
     }
   }
 }

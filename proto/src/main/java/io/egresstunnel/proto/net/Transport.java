@@ -8,7 +8,6 @@ import io.netty.channel.MultiThreadIoEventLoopGroup;
 import io.netty.channel.RecvByteBufAllocator;
 import io.netty.channel.ServerChannel;
 import io.netty.channel.epoll.Epoll;
-import io.netty.channel.epoll.EpollIoHandler;
 import io.netty.channel.epoll.EpollServerDomainSocketChannel;
 import io.netty.channel.epoll.EpollServerSocketChannel;
 import io.netty.channel.epoll.EpollSocketChannel;
@@ -21,15 +20,32 @@ import io.netty.channel.socket.nio.NioSocketChannel;
 import java.util.concurrent.ThreadFactory;
 
 /**
- * The one place that chooses the transport. NIO by default: Netty 4.2.18's epoll transport deletes
- * a channel's fd from epoll once its interest set is empty (after a half-close, say) but keeps
- * modifying it afterwards, so a write that then has to wait for EPOLLOUT fails with ENOENT and the
- * output is shut down, losing data (found by ConnectHardeningTest). {@code
- * -Degress.transport=epoll} selects epoll where it is available.
+ * The one place that chooses the transport: epoll where Netty's native library loads (Linux), NIO
+ * elsewhere. The commands' {@code --transport} flag ({@link #choose}) or {@code
+ * -Degress.transport=auto|epoll|nio} picks one; the choice is made once per process. Two faults of
+ * Netty 4.2.18 shape this class:
+ *
+ * <ul>
+ *   <li>Its epoll handler loses track of a channel it removed from epoll, so a half-closed socket
+ *       could fail a later write and lose data; {@link EpollInterestFix} works around it.
+ *   <li>Its NIO Unix-domain channel ignores half-closure: it neither accepts the {@code
+ *       ALLOW_HALF_CLOSURE} option ("Unknown channel option") nor honours it, because {@code
+ *       AbstractNioByteChannel} reads the setting only from a TCP socket's config. A client's
+ *       {@code shutdown(SHUT_WR)} therefore closes the whole socket and the answer still on its way
+ *       is lost. Epoll's domain channel does half-close, so the Unix-socket listener needs epoll
+ *       ({@link #supportsDomainHalfClosure()}).
+ * </ul>
  */
 public final class Transport {
-  private static final boolean EPOLL =
-      "epoll".equals(System.getProperty("egress.transport", "nio")) && Epoll.isAvailable();
+  /** Which transport to run. */
+  public enum Kind {
+    /** epoll where it is available, NIO elsewhere. */
+    AUTO,
+    EPOLL,
+    NIO
+  }
+
+  private static volatile Boolean epoll; // decided once, on first use or by choose()
 
   /**
    * Socket reads start at 128 KiB and may grow to 256 KiB: big chunks halve CPU per GB, and a
@@ -42,8 +58,68 @@ public final class Transport {
 
   private Transport() {}
 
+  /**
+   * Chooses the transport before anything uses it. Choosing what is already in use is fine;
+   * anything else throws {@link IllegalStateException}, and epoll where it cannot load throws
+   * {@link IllegalArgumentException} with the reason.
+   */
+  public static synchronized void choose(Kind kind) {
+    boolean wanted = decide(kind);
+    if (epoll != null && epoll != wanted) {
+      throw new IllegalStateException("the transport is " + name() + " already");
+    }
+    epoll = wanted;
+  }
+
+  private static boolean decide(Kind kind) {
+    return switch (kind) {
+      case AUTO -> Epoll.isAvailable();
+      case NIO -> false;
+      case EPOLL -> {
+        if (!Epoll.isAvailable()) {
+          throw new IllegalArgumentException(
+              "--transport epoll: epoll is not available here ("
+                  + Epoll.unavailabilityCause().getMessage()
+                  + "); use auto or nio");
+        }
+        yield true;
+      }
+    };
+  }
+
+  private static boolean epoll() {
+    Boolean e = epoll;
+    return e != null ? e : chooseFromProperty();
+  }
+
+  private static synchronized boolean chooseFromProperty() {
+    if (epoll == null) {
+      String property = System.getProperty("egress.transport", "auto");
+      Kind kind =
+          java.util.Arrays.stream(Kind.values())
+              .filter(k -> k.name().equalsIgnoreCase(property))
+              .findFirst()
+              .orElse(Kind.AUTO);
+      epoll = kind == Kind.EPOLL ? Epoll.isAvailable() : decide(kind);
+    }
+    return epoll;
+  }
+
   public static boolean isNative() {
-    return EPOLL;
+    return epoll();
+  }
+
+  /** The transport's name, for logs and status: {@code epoll} or {@code nio}. */
+  public static String name() {
+    return epoll() ? "epoll" : "nio";
+  }
+
+  /**
+   * Whether the chosen transport's Unix-domain channel half-closes (class comment): true for epoll,
+   * false for NIO.
+   */
+  public static boolean supportsDomainHalfClosure() {
+    return epoll();
   }
 
   /** An event-loop group of {@code threads} loops; 0 means one per core (not Netty's two). */
@@ -51,28 +127,44 @@ public final class Transport {
     if (threads == 0) {
       threads = Runtime.getRuntime().availableProcessors();
     }
-    IoHandlerFactory factory = EPOLL ? EpollIoHandler.newFactory() : NioIoHandler.newFactory();
+    IoHandlerFactory factory = epoll() ? new EpollInterestFix() : NioIoHandler.newFactory();
     return new MultiThreadIoEventLoopGroup(threads, threadFactory, factory);
   }
 
   public static Class<? extends ServerChannel> serverChannel() {
-    return EPOLL ? EpollServerSocketChannel.class : NioServerSocketChannel.class;
+    return epoll() ? EpollServerSocketChannel.class : NioServerSocketChannel.class;
   }
 
   public static Class<? extends SocketChannel> socketChannel() {
-    return EPOLL ? EpollSocketChannel.class : NioSocketChannel.class;
+    return epoll() ? EpollSocketChannel.class : NioSocketChannel.class;
   }
 
   /** The Unix-domain server channel of the chosen transport. */
   public static Class<? extends ServerChannel> domainServerChannel() {
-    return EPOLL ? EpollServerDomainSocketChannel.class : NioServerDomainSocketChannel.class;
+    return epoll() ? EpollServerDomainSocketChannel.class : NioServerDomainSocketChannel.class;
   }
 
   /** The address to bind a Unix-domain server channel of the chosen transport to. */
   public static java.net.SocketAddress domainSocketAddress(java.nio.file.Path path) {
-    return EPOLL
+    return epoll()
         ? new io.netty.channel.unix.DomainSocketAddress(path.toFile())
         : java.net.UnixDomainSocketAddress.of(path);
+  }
+
+  /**
+   * Waits until every loop of {@code group} has run the tasks queued so far, and the tasks those
+   * queued: call before {@code shutdownGracefully}, which closes every channel plainly before it
+   * runs the tasks that are left, so that resets already set off are sent as resets.
+   */
+  public static void settle(EventLoopGroup group) {
+    if (group.isShuttingDown()) {
+      return;
+    }
+    for (int round = 0; round < 2; round++) {
+      for (io.netty.util.concurrent.EventExecutor loop : group) {
+        loop.submit(() -> {}).awaitUninterruptibly(1, java.util.concurrent.TimeUnit.SECONDS);
+      }
+    }
   }
 
   /** The receive-buffer sizing for data channels. */

@@ -670,6 +670,23 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
     ctx.fireChannelInactive();
   }
 
+  /**
+   * Ends the session at once, from any thread: every stream ends as if the session were lost (its
+   * socket reset, its pending dial failed), then the channel closes. The future completes once that
+   * has run on the session's event loop, so a caller that shuts the loops down next does not let
+   * them close the streams' sockets plainly first.
+   */
+  public io.netty.util.concurrent.Future<?> abort(String why) {
+    return eventLoop()
+        .submit(
+            () -> {
+              for (TunnelStream s : new ArrayList<>(streams.values())) {
+                s.onSessionClosed(why);
+              }
+              channel().close();
+            });
+  }
+
   /** Closes the session for a protocol error: GO_AWAY, websocket close 1002, then the socket. */
   void closeWithError(ErrorCode code, String message) {
     if (closing) {

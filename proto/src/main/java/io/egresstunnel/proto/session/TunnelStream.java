@@ -7,6 +7,7 @@ import io.egresstunnel.proto.ErrorCode;
 import io.egresstunnel.proto.Fin;
 import io.egresstunnel.proto.Reset;
 import io.egresstunnel.proto.WindowUpdate;
+import io.egresstunnel.proto.net.HalfClose;
 import io.egresstunnel.proto.net.Transport;
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.CompositeByteBuf;
@@ -16,8 +17,6 @@ import io.netty.channel.ChannelFutureListener;
 import io.netty.channel.ChannelHandler;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInboundHandlerAdapter;
-import io.netty.channel.socket.ChannelInputShutdownEvent;
-import io.netty.channel.socket.DuplexChannel;
 import io.netty.util.ReferenceCountUtil;
 import io.netty.util.concurrent.Promise;
 import io.netty.util.concurrent.ScheduledFuture;
@@ -491,10 +490,7 @@ public final class TunnelStream {
 
   private void shutdownLocalOutput() {
     deliverToLocal(); // the batch so far goes out before the shutdown
-    if (local instanceof DuplexChannel duplex) {
-      // An empty write completes after every earlier write: shut down only after the data.
-      local.writeAndFlush(Unpooled.EMPTY_BUFFER).addListener(f -> duplex.shutdownOutput());
-    }
+    HalfClose.shutdownOutput(local);
   }
 
   // ---- the one way out -----------------------------------------------------------------------
@@ -522,13 +518,15 @@ public final class TunnelStream {
 
   /**
    * Ends the stream exactly once: forgets it, releases what it holds, fails a pending open, and
-   * closes the local socket (after its pending writes when the stream ended gracefully).
+   * closes the local socket. A stream that finished both ways closes it after its pending writes;
+   * any other end (reset, lost session, failed write) aborts it with a reset, so that the client or
+   * target reads an error and a cut transfer never looks complete.
    */
   private void terminate(DialFailedException dialFailure) {
     if (state == State.CLOSED) {
       return;
     }
-    boolean graceful = state == State.HALF_CLOSED_LOCAL || state == State.HALF_CLOSED_REMOTE;
+    boolean graceful = finishedBothWays && dialFailure == null;
     boolean wasDialling = state == State.DIALLING;
     if (log.isDebugEnabled()) {
       log.debug(
@@ -554,7 +552,7 @@ public final class TunnelStream {
       pendingOut.release();
       pendingOut = null;
     }
-    if (graceful && dialFailure == null && local != null) {
+    if (graceful && local != null) {
       deliverToLocal();
     } else {
       for (ByteBuf b; (b = toLocal.poll()) != null; ) {
@@ -571,10 +569,10 @@ public final class TunnelStream {
     // While dialling, the local socket is the server's client, whose handler answers the failed
     // CONNECT itself; on the agent there is no socket yet.
     if (local != null && !wasDialling) {
-      if (graceful && dialFailure == null) {
+      if (graceful) {
         local.writeAndFlush(Unpooled.EMPTY_BUFFER).addListener(ChannelFutureListener.CLOSE);
       } else {
-        local.close();
+        HalfClose.abort(local);
       }
     }
   }
@@ -641,7 +639,7 @@ public final class TunnelStream {
 
     @Override
     public void userEventTriggered(ChannelHandlerContext ctx, Object evt) {
-      if (evt instanceof ChannelInputShutdownEvent) {
+      if (HalfClose.isEndOfInput(evt)) {
         session.execute(TunnelStream.this::onLocalEof);
       }
       ReferenceCountUtil.release(evt);

@@ -51,7 +51,7 @@ public final class CommonOptions {
       defaultValue = "auto",
       converter = TransportConverter.class,
       description =
-          "auto (epoll on Linux, NIO elsewhere), epoll or nio. --uds needs epoll: NIO's Unix"
+          "auto (epoll on Linux, NIO elsewhere), epoll or nio. The server's --uds needs epoll: NIO's Unix"
               + " sockets cannot half-close. Default: ${DEFAULT-VALUE}.")
   public Transport.Kind transport = Transport.Kind.AUTO;
 

@@ -6,7 +6,6 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import io.egresstunnel.proto.net.Transport;
 import io.egresstunnel.routing.EgressMode;
-import io.netty.pkitesting.CertificateBuilder;
 import io.netty.pkitesting.X509Bundle;
 import java.io.IOException;
 import java.io.InputStream;
@@ -91,25 +90,9 @@ class HalfCloseMatrixTest {
   @BeforeAll
   static void start() throws Exception {
     dir = Files.createTempDirectory("half-close");
-    ca =
-        new CertificateBuilder()
-            .subject("CN=half-close test CA")
-            .setIsCertificateAuthority(true)
-            .ecp256()
-            .buildSelfSigned();
-    X509Bundle serverCert =
-        new CertificateBuilder()
-            .subject("CN=tunnel-server")
-            .addSanIpAddress("127.0.0.1")
-            .addExtendedKeyUsageServerAuth()
-            .ecp256()
-            .buildIssuedBy(ca);
-    apiserver =
-        new CertificateBuilder()
-            .subject("CN=kube-apiserver")
-            .addExtendedKeyUsageClientAuth()
-            .ecp256()
-            .buildIssuedBy(ca);
+    ca = TestPki.ca("CN=half-close test CA");
+    X509Bundle serverCert = TestPki.server(ca);
+    apiserver = TestPki.client(ca, "CN=kube-apiserver");
     ServerConfig base =
         ServerConfig.plain(
             EgressMode.POD,
@@ -117,14 +100,7 @@ class HalfCloseMatrixTest {
             new InetSocketAddress("127.0.0.1", 0));
     udsPath = dir.resolve("connect.sock");
     plain = new TunnelFixture(Transport.supportsDomainHalfClosure() ? base.withUds(udsPath) : base);
-    tls =
-        new TunnelFixture(
-            base.withTls(
-                new ServerConfig.TlsFiles(
-                    serverCert.toTempCertChainPem().toPath(),
-                    serverCert.toTempPrivateKeyPem().toPath(),
-                    ca.toTempRootCertPem().toPath()),
-                null));
+    tls = new TunnelFixture(base.withTls(TestPki.serverFiles(serverCert, ca), null));
     plain.startAgent(plain.agentConfig("node-plain", "127.0.5.1", "127.5.1.0/24", EgressMode.POD));
     tls.startAgent(tls.agentConfig("node-tls", "127.0.5.2", "127.5.2.0/24", EgressMode.POD));
     expectedFromTarget = Transfers.writeRandom(OutputStream.nullOutputStream(), BYTES, TARGET_SEED);

@@ -8,7 +8,6 @@ import io.egresstunnel.agent.AgentConfig;
 import io.egresstunnel.agent.TunnelAgent;
 import io.egresstunnel.proto.Cidr;
 import io.egresstunnel.routing.EgressMode;
-import io.netty.pkitesting.CertificateBuilder;
 import io.netty.pkitesting.X509Bundle;
 import java.io.IOException;
 import java.io.InputStream;
@@ -39,48 +38,12 @@ class TlsTunnelTest {
 
   @BeforeAll
   static void start() throws Exception {
-    ca =
-        new CertificateBuilder()
-            .subject("CN=egress-tunnel test CA")
-            .setIsCertificateAuthority(true)
-            .ecp256()
-            .buildSelfSigned();
-    X509Bundle serverCert =
-        new CertificateBuilder()
-            .subject("CN=tunnel-server")
-            .addSanIpAddress("127.0.0.1")
-            .addSanDnsName("localhost")
-            .addExtendedKeyUsageServerAuth()
-            .ecp256()
-            .buildIssuedBy(ca);
-    apiserver =
-        new CertificateBuilder()
-            .subject("CN=kube-apiserver")
-            .addExtendedKeyUsageClientAuth()
-            .ecp256()
-            .buildIssuedBy(ca);
-    X509Bundle otherCa =
-        new CertificateBuilder()
-            .subject("CN=other CA")
-            .setIsCertificateAuthority(true)
-            .ecp256()
-            .buildSelfSigned();
-    stranger =
-        new CertificateBuilder()
-            .subject("CN=kube-apiserver")
-            .addExtendedKeyUsageClientAuth()
-            .ecp256()
-            .buildIssuedBy(otherCa);
-    ServerConfig.TlsFiles connectTls =
-        new ServerConfig.TlsFiles(
-            serverCert.toTempCertChainPem().toPath(),
-            serverCert.toTempPrivateKeyPem().toPath(),
-            ca.toTempRootCertPem().toPath());
-    ServerConfig.TlsFiles agentTls =
-        new ServerConfig.TlsFiles(
-            serverCert.toTempCertChainPem().toPath(),
-            serverCert.toTempPrivateKeyPem().toPath(),
-            null);
+    ca = TestPki.ca("CN=egress-tunnel test CA");
+    X509Bundle serverCert = TestPki.server(ca);
+    apiserver = TestPki.client(ca, "CN=kube-apiserver");
+    stranger = TestPki.client(TestPki.ca("CN=other CA"), "CN=kube-apiserver");
+    ServerConfig.TlsFiles connectTls = TestPki.serverFiles(serverCert, ca);
+    ServerConfig.TlsFiles agentTls = TestPki.serverFiles(serverCert, null);
     ServerConfig plain =
         ServerConfig.plain(
             EgressMode.POD,

@@ -41,6 +41,24 @@ class TruncationTest {
         });
   }
 
+  /** Uploads through {@code client} in the background until the tunnel breaks. */
+  private static void uploadUntilBroken(Socket client) {
+    CompletableFuture.runAsync(
+        () -> {
+          try {
+            Transfers.writeRandom(client.getOutputStream(), 1L << 40, 9);
+          } catch (IOException expected) {
+            // the tunnel went away under the writer
+          }
+        });
+  }
+
+  /** A target that reads until the end, counting into {@code got}, and reports how it ended. */
+  private static TestTarget readingTarget(
+      String address, AtomicLong got, CompletableFuture<IOException> end) throws IOException {
+    return new TestTarget(address, 0, s -> end.complete(readToEnd(s.getInputStream(), got).join()));
+  }
+
   /** Streams bytes until the connection breaks. */
   private static void download(Socket s) throws IOException {
     Transfers.writeRandom(s.getOutputStream(), 1L << 40, 5);
@@ -96,11 +114,7 @@ class TruncationTest {
     CompletableFuture<IOException> targetEnd = new CompletableFuture<>();
     AtomicLong targetGot = new AtomicLong();
     try (TunnelFixture fx = new TunnelFixture(EgressMode.POD);
-        TestTarget uploadTarget =
-            new TestTarget(
-                "127.6.1.11",
-                0,
-                s -> targetEnd.complete(readToEnd(s.getInputStream(), targetGot).join()));
+        TestTarget uploadTarget = readingTarget("127.6.1.11", targetGot, targetEnd);
         TestTarget downloadTarget = new TestTarget("127.6.1.11", 0, TruncationTest::download)) {
       fx.startAgent(fx.agentConfig("node-t", NODE_IP, POD_CIDR, EgressMode.POD));
       ConnectClient.Answer up =
@@ -111,14 +125,7 @@ class TruncationTest {
       assertThat(down.status()).isEqualTo(200);
       try (Socket uploader = up.socket();
           Socket downloader = down.socket()) {
-        CompletableFuture.runAsync(
-            () -> {
-              try {
-                Transfers.writeRandom(uploader.getOutputStream(), 1L << 40, 9);
-              } catch (IOException expected) {
-                // the tunnel went away under the writer
-              }
-            });
+        uploadUntilBroken(uploader);
         AtomicLong clientGot = new AtomicLong();
         CompletableFuture<IOException> clientEnd =
             readToEnd(downloader.getInputStream(), clientGot);
@@ -147,25 +154,14 @@ class TruncationTest {
     CompletableFuture<IOException> targetEnd = new CompletableFuture<>();
     AtomicLong targetGot = new AtomicLong();
     try (TunnelFixture fx = new TunnelFixture(EgressMode.POD);
-        TestTarget target =
-            new TestTarget(
-                "127.6.1.12",
-                0,
-                s -> targetEnd.complete(readToEnd(s.getInputStream(), targetGot).join()))) {
+        TestTarget target = readingTarget("127.6.1.12", targetGot, targetEnd)) {
       TunnelAgent agent =
           fx.startAgent(fx.agentConfig("node-t", NODE_IP, POD_CIDR, EgressMode.POD));
       ConnectClient.Answer open =
           ConnectClient.connect(fx.proxy(), target.address() + ":" + target.port());
       assertThat(open.status()).isEqualTo(200);
       try (Socket client = open.socket()) {
-        CompletableFuture.runAsync(
-            () -> {
-              try {
-                Transfers.writeRandom(client.getOutputStream(), 1L << 40, 9);
-              } catch (IOException expected) {
-                // the tunnel went away under the writer
-              }
-            });
+        uploadUntilBroken(client);
         await().atMost(Duration.ofSeconds(20)).until(() -> targetGot.get() > (4 << 20));
 
         agent.close();

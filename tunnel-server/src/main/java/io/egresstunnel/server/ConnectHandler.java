@@ -1,14 +1,9 @@
 package io.egresstunnel.server;
 
-import io.egresstunnel.proto.DialStatus;
 import io.egresstunnel.proto.metrics.TunnelMetrics;
 import io.egresstunnel.proto.net.HalfClose;
 import io.egresstunnel.proto.net.Splice;
-import io.egresstunnel.proto.net.TargetDialer;
-import io.egresstunnel.proto.session.DialFailedException;
-import io.egresstunnel.proto.session.TunnelSession;
 import io.egresstunnel.proto.session.TunnelStream;
-import io.egresstunnel.routing.Route;
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.Unpooled;
 import io.netty.channel.Channel;
@@ -31,9 +26,7 @@ import io.netty.handler.codec.http.HttpVersion;
 import io.netty.handler.codec.http.TooLongHttpHeaderException;
 import io.netty.handler.codec.http.TooLongHttpLineException;
 import io.netty.util.ReferenceCountUtil;
-import io.netty.util.concurrent.Future;
 import java.nio.charset.StandardCharsets;
-import java.security.cert.X509Certificate;
 import java.util.List;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -60,7 +53,6 @@ final class ConnectHandler extends ChannelInboundHandlerAdapter {
   private final TunnelServer server;
   private boolean requestSeen;
   private Object inputEnd;
-  private long dialStartNanos;
   private io.netty.util.concurrent.ScheduledFuture<?> requestTimer;
 
   ConnectHandler(TunnelServer server) {
@@ -185,21 +177,10 @@ final class ConnectHandler extends ChannelInboundHandlerAdapter {
           "HTTP version " + request.protocolVersion() + " is not supported; use HTTP/1.1");
       return;
     }
-    List<String> allowed = server.config().security().clientAllowedNames();
-    if (!allowed.isEmpty()) {
-      X509Certificate peer = PeerCertificates.of(ctx);
-      String cn = peer == null ? null : PeerCertificates.commonName(peer);
-      if (cn == null || !allowed.contains(cn)) {
-        respond(
-            ctx,
-            HttpResponseStatus.FORBIDDEN,
-            "the client certificate CN="
-                + cn
-                + " may not use this tunnel (--client-allowed-names "
-                + String.join(",", allowed)
-                + ")");
-        return;
-      }
+    String refusal = TunnelDial.refusal(server, PeerCertificates.of(ctx));
+    if (refusal != null) {
+      respond(ctx, HttpResponseStatus.FORBIDDEN, refusal);
+      return;
     }
     if (server.isDraining()) {
       respond(
@@ -230,149 +211,56 @@ final class ConnectHandler extends ChannelInboundHandlerAdapter {
       respond(ctx, HttpResponseStatus.BAD_REQUEST, e.getMessage());
       return;
     }
-    Route route = server.router().route(target.host(), target.port());
-    dialStartNanos = System.nanoTime();
-    if (route instanceof Route.ViaAgent via) {
-      viaAgent(ctx, target, via.node());
-    } else {
-      direct(ctx, target);
-    }
+    TunnelDial.start(server, new Dialling(ctx), target);
   }
 
-  /** A dial refused because its session was draining has been retried on another session. */
-  private boolean retriedDraining;
+  /** This CONNECT's side of its dial: the 200 and the relay, or the failure's status. */
+  private final class Dialling implements TunnelDial.Client {
+    private final ChannelHandlerContext ctx;
 
-  private void viaAgent(ChannelHandlerContext ctx, ConnectTarget target, String node) {
-    TunnelSession session = server.registry().session(node);
-    if (session == null && server.config().routing().fallbackDirect()) {
-      log.debug("no agent for node {}: dialling {} directly (--fallback-direct)", node, target);
-      server.metrics().fallbackDirect();
-      direct(ctx, target);
-      return;
+    Dialling(ChannelHandlerContext ctx) {
+      this.ctx = ctx;
     }
-    if (session == null) {
-      server.metrics().noAgent();
-      respond(
-          ctx,
-          HttpResponseStatus.SERVICE_UNAVAILABLE,
-          "no agent connected for node " + node + " (target " + target + ")");
-      return;
-    }
-    Channel client = ctx.channel();
-    if (client.eventLoop() == session.eventLoop()) {
-      openStream(ctx, session, target, node);
-      return;
-    }
-    // Move the client onto the session's event loop: the whole stream then runs on one thread,
-    // with no handoff between loops for any read, write or credit. Nothing is in flight now
-    // (AUTO_READ is off and the request is consumed), so the move is safe.
-    client
-        .deregister()
-        .addListener(
-            unregistered -> {
-              if (!unregistered.isSuccess()) {
-                client.close();
-                return;
-              }
-              session
-                  .eventLoop()
-                  .register(client)
-                  .addListener(
-                      registered -> {
-                        if (registered.isSuccess()) {
-                          openStream(ctx, session, target, node);
-                        } else {
-                          client.close();
-                        }
-                      });
-            });
-  }
 
-  private void openStream(
-      ChannelHandlerContext ctx, TunnelSession session, ConnectTarget target, String node) {
-    long dialMillis = server.config().limits().dialTimeout().toMillis();
-    Future<TunnelStream> opened =
-        session.openStream(
-            target.host(), target.port(), (int) dialMillis, dialMillis + 2_000, ctx.channel());
-    opened.addListener(
-        f ->
-            onClientLoop(
-                ctx,
-                () -> {
-                  server
-                      .metrics()
-                      .dialFinished(true, f.cause(), dialStartNanos, ctx.channel().isActive());
-                  if (f.isSuccess()) {
-                    startTunnel(ctx, (TunnelStream) f.getNow(), node);
-                  } else if (!retriedDraining
-                      && ctx.channel().isActive()
-                      && f.cause() instanceof DialFailedException dfe
-                      && dfe.status() == DialStatus.DRAINING
-                      && server.registry().session(node) != null) {
-                    // The session went away under us (a drain, or a duplicate tunnel the agent
-                    // closes); another session of the node's agent takes the stream instead.
-                    retriedDraining = true;
-                    viaAgent(ctx, target, node);
-                  } else {
-                    dialFailed(ctx, target, f.cause());
-                  }
-                }));
-  }
-
-  private void startTunnel(ChannelHandlerContext ctx, TunnelStream stream, String node) {
-    Channel client = ctx.channel();
-    if (!client.isActive()) {
-      stream.cancel("the client went away before the dial completed");
-      return;
+    @Override
+    public Channel channel() {
+      return ctx.channel();
     }
-    log.debug("CONNECT {} via node {} as stream {}", stream.target(), node, stream.id());
-    ChannelPipeline p = ctx.pipeline();
-    p.addLast("stream-relay", stream.newRelayHandler());
-    switchToRaw(p);
-    replayInputEnd(p);
-    client.writeAndFlush(CONNECTED.duplicate());
-    server.metrics().connectAnswered(200);
-    stream.startRelay();
-  }
 
-  private void direct(ChannelHandlerContext ctx, ConnectTarget target) {
-    int timeout = (int) server.config().limits().dialTimeout().toMillis();
-    server
-        .dialer()
-        .connect(ctx.channel().eventLoop(), target.host(), target.port(), timeout)
-        .addListener(
-            f ->
-                onClientLoop(
-                    ctx,
-                    () -> {
-                      server
-                          .metrics()
-                          .dialFinished(false, f.cause(), dialStartNanos, ctx.channel().isActive());
-                      if (!f.isSuccess()) {
-                        dialFailed(ctx, target, f.cause());
-                        return;
-                      }
-                      Channel targetChannel = (Channel) f.getNow();
-                      Channel client = ctx.channel();
-                      if (!client.isActive()) {
-                        targetChannel.close();
-                        return;
-                      }
-                      log.debug("CONNECT {} direct", target);
-                      ChannelPipeline p = ctx.pipeline();
-                      p.remove(this);
-                      TunnelMetrics m = server.metrics().tunnel();
-                      Splice.start(
-                          client,
-                          targetChannel,
-                          m.directBytesToTarget()::inc,
-                          m.directBytesToClient()::inc);
-                      server.directStreamStarted(client, target.toString());
-                      removeHttpCodec(p);
-                      replayInputEnd(p);
-                      client.writeAndFlush(CONNECTED.duplicate());
-                      server.metrics().connectAnswered(200);
-                    }));
+    @Override
+    public boolean movable() {
+      return true;
+    }
+
+    @Override
+    public void connected(TunnelStream stream, String node) {
+      log.debug("CONNECT {} via node {} as stream {}", stream.target(), node, stream.id());
+      ChannelPipeline p = ctx.pipeline();
+      p.addLast("stream-relay", stream.newRelayHandler());
+      switchToRaw(p);
+      replayInputEnd(p);
+      ctx.channel().writeAndFlush(CONNECTED.duplicate());
+      server.metrics().connectAnswered(200);
+      stream.startRelay();
+    }
+
+    @Override
+    public void connectedDirect(Channel target) {
+      Channel client = ctx.channel();
+      ChannelPipeline p = ctx.pipeline();
+      p.remove(ConnectHandler.this);
+      TunnelMetrics m = server.metrics().tunnel();
+      Splice.start(client, target, m.directBytesToTarget()::inc, m.directBytesToClient()::inc);
+      removeHttpCodec(p);
+      replayInputEnd(p);
+      client.writeAndFlush(CONNECTED.duplicate());
+      server.metrics().connectAnswered(200);
+    }
+
+    @Override
+    public void failed(HttpResponseStatus status, String reason) {
+      respond(ctx, status, reason);
+    }
   }
 
   /**
@@ -396,36 +284,20 @@ final class ConnectHandler extends ChannelInboundHandlerAdapter {
     p.addLast(HTTP_ENCODER, new HttpResponseEncoder());
   }
 
+  /** Takes the CONNECT side out of a pipeline whose client speaks another protocol. */
+  static void removeFrom(ChannelPipeline p) {
+    removeHttpCodec(p);
+    p.remove(ConnectHandler.class);
+  }
+
+  @Override
+  public void handlerRemoved(ChannelHandlerContext ctx) {
+    cancelRequestTimer(); // the CONNECT read timeout belongs to the CONNECT request only
+  }
+
   private static void removeHttpCodec(ChannelPipeline p) {
     p.remove(HTTP_ENCODER);
     p.remove(HTTP_DECODER);
-  }
-
-  private void dialFailed(ChannelHandlerContext ctx, ConnectTarget target, Throwable cause) {
-    if (cause instanceof DialFailedException dfe) {
-      respond(ctx, statusFor(dfe), dfe.getMessage());
-    } else {
-      DialStatus status = TargetDialer.classify(cause);
-      respond(
-          ctx,
-          status == DialStatus.TIMEOUT
-              ? HttpResponseStatus.GATEWAY_TIMEOUT
-              : HttpResponseStatus.BAD_GATEWAY,
-          TargetDialer.describe(cause, target.toString()));
-    }
-  }
-
-  /** The status the client gets for a failed stream (docs/protocol.md, "Dial statuses"). */
-  static HttpResponseStatus statusFor(DialFailedException e) {
-    if (e.sessionLost()) {
-      return HttpResponseStatus.SERVICE_UNAVAILABLE;
-    }
-    return switch (e.status()) {
-      case FORBIDDEN -> HttpResponseStatus.FORBIDDEN;
-      case TIMEOUT -> HttpResponseStatus.GATEWAY_TIMEOUT;
-      case TOO_MANY_STREAMS, DRAINING -> HttpResponseStatus.SERVICE_UNAVAILABLE;
-      default -> HttpResponseStatus.BAD_GATEWAY;
-    };
   }
 
   private void respond(ChannelHandlerContext ctx, HttpResponseStatus status, String reason) {
@@ -502,14 +374,5 @@ final class ConnectHandler extends ChannelInboundHandlerAdapter {
     HalfClose.shutdownOutput(ch);
     ch.eventLoop().schedule(() -> ch.close(), 1, java.util.concurrent.TimeUnit.SECONDS);
     ch.config().setAutoRead(true);
-  }
-
-  /** Runs on the client channel's event loop: at once if already there, so order is kept. */
-  private static void onClientLoop(ChannelHandlerContext ctx, Runnable task) {
-    if (ctx.executor().inEventLoop()) {
-      task.run();
-    } else {
-      ctx.executor().execute(task);
-    }
   }
 }

@@ -14,7 +14,15 @@ final class PeerCertificates {
 
   /** The verified client certificate of the channel, or null (no TLS, or no certificate). */
   static X509Certificate of(ChannelHandlerContext ctx) {
-    SslHandler tls = ctx.pipeline().get(SslHandler.class);
+    return of(ctx.channel());
+  }
+
+  /** As {@link #of(ChannelHandlerContext)}; an HTTP/2 stream's is its connection's. */
+  static X509Certificate of(io.netty.channel.Channel ch) {
+    while (ch.parent() != null && ch.pipeline().get(SslHandler.class) == null) {
+      ch = ch.parent();
+    }
+    SslHandler tls = ch.pipeline().get(SslHandler.class);
     if (tls == null) {
       return null;
     }

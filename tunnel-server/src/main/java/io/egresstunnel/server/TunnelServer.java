@@ -238,6 +238,7 @@ public final class TunnelServer implements AutoCloseable {
             if (tls != null) {
               p.addLast("tls", tls.newHandler(ch.alloc()));
             }
+            p.addLast("detect", new ProtocolDetector(TunnelServer.this));
             ConnectHandler.addHttpCodec(p, httpConfig);
             p.addLast("connect", new ConnectHandler(TunnelServer.this));
           }

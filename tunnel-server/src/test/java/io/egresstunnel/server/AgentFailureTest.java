@@ -177,7 +177,7 @@ class AgentFailureTest {
     }
   }
 
-  private static int pendingDials(TunnelFixture fx, String node) throws Exception {
+  static int pendingDials(TunnelFixture fx, String node) throws Exception {
     var s = fx.session(node);
     return s.eventLoop().submit(s::pendingDials).get(5, TimeUnit.SECONDS);
   }

@@ -29,6 +29,15 @@ import io.netty.handler.ssl.SslHandler;
 public final class HalfClose {
   private HalfClose() {}
 
+  /**
+   * Whether {@code ch} can end one direction and go on with the other: a socket can; a gRPC call's
+   * HTTP/2 stream cannot (Konnectivity has no half-close), so once either side ends, a relay ends
+   * it whole, after the data.
+   */
+  public static boolean canHalfClose(Channel ch) {
+    return ch instanceof DuplexChannel;
+  }
+
   /** Whether {@code evt}, a user event from a relayed socket's pipeline, means its input ended. */
   public static boolean isEndOfInput(Object evt) {
     return evt == ChannelInputShutdownEvent.INSTANCE
@@ -42,7 +51,7 @@ public final class HalfClose {
   public static ChannelFuture shutdownOutput(Channel ch) {
     ChannelPromise done = ch.newPromise();
     if (!(ch instanceof DuplexChannel duplex)) {
-      return done.setSuccess();
+      return done.setSuccess(); // see canHalfClose: the relay ends such a channel whole
     }
     // An empty write completes after every earlier one: the end goes out only after the data.
     ch.writeAndFlush(Unpooled.EMPTY_BUFFER)
@@ -70,10 +79,19 @@ public final class HalfClose {
     }
   }
 
+  /** Whether {@link #abort} closed {@code ch}: its handlers may say so to their peer. */
+  public static boolean wasAborted(Channel ch) {
+    return ch.hasAttr(ABORTED);
+  }
+
+  private static final io.netty.util.AttributeKey<Boolean> ABORTED =
+      io.netty.util.AttributeKey.valueOf(HalfClose.class, "aborted");
+
   private static void abort0(Channel ch) {
     if (!ch.isOpen()) {
       return;
     }
+    ch.attr(ABORTED).set(Boolean.TRUE);
     if (ch instanceof SocketChannel && ch.isActive()) {
       ch.config().setOption(ChannelOption.SO_LINGER, 0);
     }

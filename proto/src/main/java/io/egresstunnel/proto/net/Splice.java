@@ -1,6 +1,7 @@
 package io.egresstunnel.proto.net;
 
 import io.netty.buffer.ByteBuf;
+import io.netty.buffer.Unpooled;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelFutureListener;
 import io.netty.channel.ChannelHandlerContext;
@@ -94,8 +95,9 @@ public final class Splice {
 
   private void directionDone() {
     if (++directionsDone == 2) {
-      a.close();
-      b.close();
+      // After whatever is still being written (a relay that ends whole may have a write in flight).
+      a.writeAndFlush(Unpooled.EMPTY_BUFFER).addListener(ChannelFutureListener.CLOSE);
+      b.writeAndFlush(Unpooled.EMPTY_BUFFER).addListener(ChannelFutureListener.CLOSE);
     }
   }
 
@@ -144,13 +146,18 @@ public final class Splice {
       if (HalfClose.isEndOfInput(evt)) {
         if (!ended) {
           ended = true; // TLS says it twice: close_notify, then the FIN
+          boolean whole = !HalfClose.canHalfClose(out) || !HalfClose.canHalfClose(ctx.channel());
           HalfClose.shutdownOutput(out)
               .addListener(
                   f -> {
-                    if (f.isSuccess()) {
+                    if (!f.isSuccess()) {
+                      abort();
+                    } else if (whole) {
+                      // One side cannot go on one way (a gRPC call): the relay ends here.
+                      directionsDone = 1;
                       directionDone();
                     } else {
-                      abort();
+                      directionDone();
                     }
                   });
         }

@@ -329,6 +329,10 @@ public final class TunnelStream {
       case OPEN -> {
         state = State.HALF_CLOSED_REMOTE;
         shutdownLocalOutput();
+        if (!HalfClose.canHalfClose(local)) {
+          onLocalEof(); // the local end cannot go on one way: end ours too, after what is held
+          return;
+        }
         maybeReadLocal();
       }
       case HALF_CLOSED_LOCAL -> {

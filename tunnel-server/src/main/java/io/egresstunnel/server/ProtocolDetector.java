@@ -1,0 +1,91 @@
+package io.egresstunnel.server;
+
+import io.netty.buffer.ByteBuf;
+import io.netty.buffer.ByteBufUtil;
+import io.netty.channel.ChannelHandlerContext;
+import io.netty.channel.ChannelInitializer;
+import io.netty.channel.ChannelPipeline;
+import io.netty.handler.codec.ByteToMessageDecoder;
+import io.netty.handler.codec.http2.Http2CodecUtil;
+import io.netty.handler.codec.http2.Http2FrameCodec;
+import io.netty.handler.codec.http2.Http2FrameCodecBuilder;
+import io.netty.handler.codec.http2.Http2MultiplexHandler;
+import io.netty.handler.codec.http2.Http2Settings;
+import io.netty.handler.codec.http2.Http2StreamChannel;
+import java.util.List;
+
+/**
+ * Tells, per connection on a CONNECT listener, which protocol the client speaks: the HTTP/2 client
+ * preface means Konnectivity's GRPC (the apiserver's {@code proxyProtocol: GRPC}), anything else is
+ * HTTP CONNECT. It sits before the CONNECT handler and decides on the first bytes that differ from
+ * the preface (the first byte, for a CONNECT), then steps aside with the bytes it has seen.
+ */
+final class ProtocolDetector extends ByteToMessageDecoder {
+  private static final ByteBuf PREFACE = Http2CodecUtil.connectionPrefaceBuf();
+
+  /** The HTTP/2 stream window per call, and the connection's: one call cannot hold the rest. */
+  static final int STREAM_WINDOW = 256 * 1024;
+
+  static final int CONNECTION_WINDOW = 16 * 1024 * 1024;
+
+  private final TunnelServer server;
+
+  ProtocolDetector(TunnelServer server) {
+    this.server = server;
+  }
+
+  @Override
+  protected void decode(ChannelHandlerContext ctx, ByteBuf in, List<Object> out) {
+    int n = Math.min(in.readableBytes(), PREFACE.readableBytes());
+    if (!ByteBufUtil.equals(in, in.readerIndex(), PREFACE, 0, n)) {
+      ctx.pipeline().remove(this); // HTTP CONNECT: the bytes go on to its decoder
+      return;
+    }
+    if (n < PREFACE.readableBytes()) {
+      return; // so far the preface; read on (the CONNECT handler asks for more)
+    }
+    switchToGrpc(ctx.pipeline(), server);
+    ctx.pipeline().remove(this);
+  }
+
+  @Override
+  public void channelReadComplete(ChannelHandlerContext ctx) throws Exception {
+    super.channelReadComplete(ctx);
+  }
+
+  private static void switchToGrpc(ChannelPipeline p, TunnelServer server) {
+    ConnectHandler.removeFrom(p);
+    Http2FrameCodec codec =
+        Http2FrameCodecBuilder.forServer()
+            .initialSettings(
+                Http2Settings.defaultSettings()
+                    .initialWindowSize(STREAM_WINDOW)
+                    .maxConcurrentStreams(server.config().limits().maxStreamsPerAgent())
+                    .maxHeaderListSize(server.config().limits().maxHeaderBytes()))
+            .build();
+    p.addLast("h2", codec);
+    p.addLast(
+        "h2-calls",
+        new Http2MultiplexHandler(
+            new ChannelInitializer<Http2StreamChannel>() {
+              @Override
+              protected void initChannel(Http2StreamChannel ch) {
+                ch.config().setAutoRead(false);
+                ch.pipeline().addLast("grpc", new GrpcCall(server));
+              }
+            }));
+    try {
+      codec
+          .connection()
+          .local()
+          .flowController()
+          .incrementWindowSize(
+              codec.connection().connectionStream(),
+              CONNECTION_WINDOW - Http2CodecUtil.DEFAULT_WINDOW_SIZE);
+    } catch (io.netty.handler.codec.http2.Http2Exception e) {
+      throw new IllegalStateException(e);
+    }
+    // HTTP/2 reads its connection continuously; each call's stream window bounds what it holds.
+    p.channel().config().setAutoRead(true);
+  }
+}

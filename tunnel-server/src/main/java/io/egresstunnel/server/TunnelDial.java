@@ -1,0 +1,226 @@
+package io.egresstunnel.server;
+
+import io.egresstunnel.proto.DialStatus;
+import io.egresstunnel.proto.net.TargetDialer;
+import io.egresstunnel.proto.session.DialFailedException;
+import io.egresstunnel.proto.session.TunnelSession;
+import io.egresstunnel.proto.session.TunnelStream;
+import io.egresstunnel.routing.Route;
+import io.netty.channel.Channel;
+import io.netty.handler.codec.http.HttpResponseStatus;
+import io.netty.util.concurrent.Future;
+import java.security.cert.X509Certificate;
+import java.util.List;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * One dial for a frontend, whatever protocol the apiserver speaks (HTTP CONNECT or Konnectivity's
+ * GRPC): admission, routing, the dial through the node's agent (or directly) with its limits,
+ * timeout, draining retry and metrics. The frontend says what its client gets ({@link Client}).
+ */
+final class TunnelDial {
+  private static final Logger log = LoggerFactory.getLogger(TunnelDial.class);
+
+  /** The frontend's side of a dial. Every method runs on the client channel's event loop. */
+  interface Client {
+    /** The local end of the stream: the CONNECT socket, or the gRPC call's HTTP/2 stream. */
+    Channel channel();
+
+    /**
+     * Whether the local end may move onto the agent session's event loop. A socket may; an HTTP/2
+     * stream lives on its connection's loop.
+     */
+    boolean movable();
+
+    /** The agent has the target: install {@code stream.newRelayHandler()}, answer, start it. */
+    void connected(TunnelStream stream, String node);
+
+    /** The target is connected directly: splice the two, answer. */
+    void connectedDirect(Channel target);
+
+    /** The dial failed; {@code status} is the HTTP status CONNECT answers, with a reason. */
+    void failed(HttpResponseStatus status, String reason);
+  }
+
+  private final TunnelServer server;
+  private final Client client;
+  private final ConnectTarget target;
+  private long startNanos;
+  private boolean retriedDraining;
+
+  private TunnelDial(TunnelServer server, Client client, ConnectTarget target) {
+    this.server = server;
+    this.client = client;
+    this.target = target;
+  }
+
+  /**
+   * Why a client may not dial at all (a certificate name not allowed, the server draining), or
+   * null. Checked before the request's target is looked at.
+   */
+  static String refusal(TunnelServer server, X509Certificate peer) {
+    List<String> allowed = server.config().security().clientAllowedNames();
+    if (!allowed.isEmpty()) {
+      String cn = peer == null ? null : PeerCertificates.commonName(peer);
+      if (cn == null || !allowed.contains(cn)) {
+        return "the client certificate CN="
+            + cn
+            + " may not use this tunnel (--client-allowed-names "
+            + String.join(",", allowed)
+            + ")";
+      }
+    }
+    return null;
+  }
+
+  /** Routes {@code target} and dials it; the outcome goes to {@code client}. */
+  static void start(TunnelServer server, Client client, ConnectTarget target) {
+    TunnelDial dial = new TunnelDial(server, client, target);
+    dial.startNanos = System.nanoTime();
+    Route route = server.router().route(target.host(), target.port());
+    if (route instanceof Route.ViaAgent via) {
+      dial.viaAgent(via.node());
+    } else {
+      dial.direct();
+    }
+  }
+
+  private void viaAgent(String node) {
+    TunnelSession session = server.registry().session(node);
+    if (session == null && server.config().routing().fallbackDirect()) {
+      log.debug("no agent for node {}: dialling {} directly (--fallback-direct)", node, target);
+      server.metrics().fallbackDirect();
+      direct();
+      return;
+    }
+    if (session == null) {
+      server.metrics().noAgent();
+      client.failed(
+          HttpResponseStatus.SERVICE_UNAVAILABLE,
+          "no agent connected for node " + node + " (target " + target + ")");
+      return;
+    }
+    Channel ch = client.channel();
+    if (ch.eventLoop() == session.eventLoop() || !client.movable()) {
+      openStream(session, node);
+      return;
+    }
+    // Move the client onto the session's event loop: the whole stream then runs on one thread,
+    // with no handoff between loops for any read, write or credit. Nothing is in flight now
+    // (AUTO_READ is off and the request is consumed), so the move is safe.
+    ch.deregister()
+        .addListener(
+            unregistered -> {
+              if (!unregistered.isSuccess()) {
+                ch.close();
+                return;
+              }
+              session
+                  .eventLoop()
+                  .register(ch)
+                  .addListener(
+                      registered -> {
+                        if (registered.isSuccess()) {
+                          openStream(session, node);
+                        } else {
+                          ch.close();
+                        }
+                      });
+            });
+  }
+
+  private void openStream(TunnelSession session, String node) {
+    long dialMillis = server.config().limits().dialTimeout().toMillis();
+    Channel ch = client.channel();
+    Future<TunnelStream> opened =
+        session.openStream(target.host(), target.port(), (int) dialMillis, dialMillis + 2_000, ch);
+    opened.addListener(
+        f ->
+            onClientLoop(
+                () -> {
+                  server.metrics().dialFinished(true, f.cause(), startNanos, ch.isActive());
+                  if (f.isSuccess()) {
+                    TunnelStream stream = (TunnelStream) f.getNow();
+                    if (!ch.isActive()) {
+                      stream.cancel("the client went away before the dial completed");
+                      return;
+                    }
+                    client.connected(stream, node);
+                  } else if (!retriedDraining
+                      && ch.isActive()
+                      && f.cause() instanceof DialFailedException dfe
+                      && dfe.status() == DialStatus.DRAINING
+                      && server.registry().session(node) != null) {
+                    // The session went away under us (a drain, or a duplicate tunnel the agent
+                    // closes); another session of the node's agent takes the stream instead.
+                    retriedDraining = true;
+                    viaAgent(node);
+                  } else {
+                    failed(f.cause());
+                  }
+                }));
+  }
+
+  private void direct() {
+    int timeout = (int) server.config().limits().dialTimeout().toMillis();
+    Channel ch = client.channel();
+    server
+        .dialer()
+        .connect(ch.eventLoop(), target.host(), target.port(), timeout)
+        .addListener(
+            f ->
+                onClientLoop(
+                    () -> {
+                      server.metrics().dialFinished(false, f.cause(), startNanos, ch.isActive());
+                      if (!f.isSuccess()) {
+                        failed(f.cause());
+                        return;
+                      }
+                      Channel targetChannel = (Channel) f.getNow();
+                      if (!ch.isActive()) {
+                        targetChannel.close();
+                        return;
+                      }
+                      log.debug("{} direct", target);
+                      client.connectedDirect(targetChannel);
+                      server.directStreamStarted(ch, target.toString());
+                    }));
+  }
+
+  private void failed(Throwable cause) {
+    if (cause instanceof DialFailedException dfe) {
+      client.failed(statusFor(dfe), dfe.getMessage());
+      return;
+    }
+    DialStatus status = TargetDialer.classify(cause);
+    client.failed(
+        status == DialStatus.TIMEOUT
+            ? HttpResponseStatus.GATEWAY_TIMEOUT
+            : HttpResponseStatus.BAD_GATEWAY,
+        TargetDialer.describe(cause, target.toString()));
+  }
+
+  /** The status the client gets for a failed stream (docs/protocol.md, "Dial statuses"). */
+  static HttpResponseStatus statusFor(DialFailedException e) {
+    if (e.sessionLost()) {
+      return HttpResponseStatus.SERVICE_UNAVAILABLE;
+    }
+    return switch (e.status()) {
+      case FORBIDDEN -> HttpResponseStatus.FORBIDDEN;
+      case TIMEOUT -> HttpResponseStatus.GATEWAY_TIMEOUT;
+      case TOO_MANY_STREAMS, DRAINING -> HttpResponseStatus.SERVICE_UNAVAILABLE;
+      default -> HttpResponseStatus.BAD_GATEWAY;
+    };
+  }
+
+  /** Runs on the client channel's event loop: at once if already there, so order is kept. */
+  private void onClientLoop(Runnable task) {
+    Channel ch = client.channel();
+    if (ch.eventLoop().inEventLoop()) {
+      task.run();
+    } else {
+      ch.eventLoop().execute(task);
+    }
+  }
+}

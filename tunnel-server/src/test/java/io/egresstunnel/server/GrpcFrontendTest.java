@@ -1,0 +1,303 @@
+package io.egresstunnel.server;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import io.egresstunnel.agent.TunnelAgent;
+import io.egresstunnel.proto.net.Transport;
+import io.egresstunnel.routing.EgressMode;
+import java.io.OutputStream;
+import java.net.InetSocketAddress;
+import java.net.Socket;
+import java.net.StandardProtocolFamily;
+import java.net.UnixDomainSocketAddress;
+import java.nio.ByteBuffer;
+import java.nio.channels.SocketChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.security.MessageDigest;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.SplittableRandom;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The apiserver's {@code proxyProtocol: GRPC} over the Unix socket, with a client that behaves as
+ * konnectivity-client does (KonnectivityClient): the same listener serves HTTP CONNECT too, told
+ * apart by the HTTP/2 preface.
+ */
+class GrpcFrontendTest {
+  private static final String NODE_IP = "127.0.7.1";
+  private static Path dir;
+  private static Path uds;
+  private static TunnelFixture fx;
+  private static TunnelAgent agent;
+  private static TestTarget echo;
+  private static TestTarget get;
+  private static final int GET_BYTES = 1 << 20;
+
+  @BeforeAll
+  static void start() throws Exception {
+    assumeTrue(Transport.supportsDomainHalfClosure(), "--uds needs epoll");
+    dir = Files.createTempDirectory("grpc");
+    uds = dir.resolve("konnectivity-server.socket");
+    fx =
+        new TunnelFixture(
+            ServerConfig.plain(
+                    EgressMode.POD,
+                    new InetSocketAddress("127.0.0.1", 0),
+                    new InetSocketAddress("127.0.0.1", 0))
+                .withUds(uds));
+    agent = fx.startAgent(fx.agentConfig("node-g", NODE_IP, "127.7.1.0/24", EgressMode.POD));
+    echo = new TestTarget("127.7.1.10", 0, TestTarget::echo);
+    get =
+        new TestTarget(
+            "127.7.1.11",
+            0,
+            s -> {
+              s.getInputStream().readNBytes(10); // the whole request, "GET /logs\n"
+              Transfers.writeRandom(s.getOutputStream(), GET_BYTES, 21);
+            });
+  }
+
+  @AfterAll
+  static void stop() throws Exception {
+    if (fx != null) {
+      echo.close();
+      get.close();
+      fx.close();
+    }
+  }
+
+  private static String target(TestTarget t) {
+    return t.address() + ":" + t.port();
+  }
+
+  @Test
+  void aGetThroughOneTunnelArrivesWholeAndEndsWithCloseResponse() throws Exception {
+    try (KonnectivityClient client = KonnectivityClient.overUds(uds)) {
+      KonnectivityClient.Dialled d = client.dial(target(get));
+      assertThat(d.error()).isNull();
+      assertThat(d.conn().connectId).isNotZero();
+      d.conn().write("GET /logs\n".getBytes(StandardCharsets.US_ASCII), 0, 10);
+      MessageDigest md = Transfers.sha256();
+      long n = 0;
+      for (byte[] b; (b = d.conn().read(20)) != null; ) {
+        md.update(b);
+        n += b.length;
+      }
+      assertThat(n).isEqualTo(GET_BYTES);
+      assertThat(Transfers.hex(md))
+          .isEqualTo(Transfers.writeRandom(OutputStream.nullOutputStream(), GET_BYTES, 21));
+      // The target closed: CLOSE_RSP came unasked, without an error.
+      assertThat(d.conn().closeResponse.get(10, TimeUnit.SECONDS)).isEmpty();
+    }
+  }
+
+  @Test
+  void thirtyTwoMiBEchoIntactThenCloseRequestGetsCloseResponse() throws Exception {
+    int total = 32 << 20;
+    try (KonnectivityClient client = KonnectivityClient.overUds(uds)) {
+      KonnectivityClient.Conn conn = client.dial(target(echo)).conn();
+      CompletableFuture<String> sent =
+          CompletableFuture.supplyAsync(
+              () -> {
+                MessageDigest md = Transfers.sha256();
+                SplittableRandom r = new SplittableRandom(5);
+                byte[] buf = new byte[32 * 1024];
+                for (int left = total; left > 0; left -= buf.length) {
+                  for (int i = 0; i < buf.length; i++) {
+                    buf[i] = (byte) r.nextInt();
+                  }
+                  md.update(buf);
+                  conn.write(buf, 0, buf.length);
+                }
+                return Transfers.hex(md);
+              });
+      MessageDigest md = Transfers.sha256();
+      long n = 0;
+      while (n < total) {
+        byte[] b = conn.read(30);
+        assertThat(b).as("echo ended after %d bytes", n).isNotNull();
+        md.update(b);
+        n += b.length;
+      }
+      assertThat(Transfers.hex(md)).isEqualTo(sent.get(30, TimeUnit.SECONDS));
+      assertThat(conn.close()).isEmpty();
+    }
+  }
+
+  @Test
+  void aDialToAClosedPortAnswersWithAnError() throws Exception {
+    try (KonnectivityClient client = KonnectivityClient.overUds(uds)) {
+      long started = System.nanoTime();
+      KonnectivityClient.Dialled d = client.dial("127.7.1.12:9");
+      assertThat(d.error()).contains("refused").contains("127.7.1.12:9");
+      assertThat(Duration.ofNanos(System.nanoTime() - started))
+          .isLessThan(fx.server.config().limits().dialTimeout());
+    }
+  }
+
+  @Test
+  void aNodeWithoutAnAgentAnswersWithAnErrorAtOnce() throws Exception {
+    try (TunnelFixture other =
+            new TunnelFixture(
+                ServerConfig.plain(
+                        EgressMode.POD,
+                        new InetSocketAddress("127.0.0.1", 0),
+                        new InetSocketAddress("127.0.0.1", 0))
+                    .withUds(dir.resolve("other.sock")));
+        KonnectivityClient client = KonnectivityClient.overUds(dir.resolve("other.sock"))) {
+      TunnelAgent gone =
+          other.startAgent(
+              other.agentConfig("node-x", "127.0.7.2", "127.7.2.0/24", EgressMode.POD));
+      gone.close();
+      await().atMost(Duration.ofSeconds(10)).until(() -> other.session("node-x") == null);
+      KonnectivityClient.Dialled d = client.dial("127.0.7.2:10250");
+      assertThat(d.error())
+          .isEqualTo("no agent connected for node node-x (target 127.0.7.2:10250)");
+    }
+  }
+
+  @Test
+  void aPendingDialThatTheClientGivesUpIsFreed() throws Exception {
+    try (AgentFailureTest.Blackhole hole = new AgentFailureTest.Blackhole("127.7.1.20");
+        KonnectivityClient client = KonnectivityClient.overUds(uds)) {
+      KonnectivityClient.Conn pending = client.dialNoWait(hole.target());
+      await()
+          .atMost(Duration.ofSeconds(10))
+          .until(() -> AgentFailureTest.pendingDials(fx, "node-g") == 1);
+      pending.cancelDial();
+      await()
+          .atMost(Duration.ofSeconds(5))
+          .until(() -> AgentFailureTest.pendingDials(fx, "node-g") == 0);
+    }
+  }
+
+  @Test
+  void connectAndGrpcClientsShareTheUnixSocket() throws Exception {
+    try (SocketChannel connect = SocketChannel.open(StandardProtocolFamily.UNIX);
+        KonnectivityClient client = KonnectivityClient.overUds(uds)) {
+      connect.connect(UnixDomainSocketAddress.of(uds));
+      connect.write(ByteBuffer.wrap(ConnectClient.apiserverRequest(target(echo))));
+      KonnectivityClient.Conn grpc = client.dial(target(echo)).conn();
+      ByteBuffer head = ByteBuffer.allocate(39);
+      while (head.hasRemaining() && connect.read(head) >= 0) {
+        // the 200's head
+      }
+      assertThat(new String(head.array(), StandardCharsets.US_ASCII)).startsWith("HTTP/1.1 200");
+      connect.write(ByteBuffer.wrap("via connect".getBytes(StandardCharsets.US_ASCII)));
+      grpc.write("via grpc".getBytes(StandardCharsets.US_ASCII), 0, 8);
+      ByteBuffer back = ByteBuffer.allocate(11);
+      while (back.hasRemaining() && connect.read(back) >= 0) {
+        // the echo
+      }
+      assertThat(new String(back.array(), StandardCharsets.US_ASCII)).isEqualTo("via connect");
+      assertThat(new String(grpc.read(10), StandardCharsets.US_ASCII)).isEqualTo("via grpc");
+      assertThat(grpc.close()).isEmpty();
+    }
+  }
+
+  /** The apiserver's way: a new gRPC connection per dial, here 500 of them, 50 at a time. */
+  @Test
+  void fiveHundredDialsFiftyAtATimeEachOnItsOwnConnection() throws Exception {
+    ExecutorService pool = Executors.newFixedThreadPool(50);
+    try {
+      List<Future<String>> results = new ArrayList<>();
+      for (int i = 0; i < 500; i++) {
+        String msg = "dial " + i;
+        results.add(
+            pool.submit(
+                () -> {
+                  try (KonnectivityClient client = KonnectivityClient.overUds(uds)) {
+                    KonnectivityClient.Conn c = client.dial(target(echo)).conn();
+                    byte[] b = msg.getBytes(StandardCharsets.US_ASCII);
+                    c.write(b, 0, b.length);
+                    String got = new String(c.read(20), StandardCharsets.US_ASCII);
+                    c.close();
+                    return got;
+                  }
+                }));
+      }
+      for (int i = 0; i < 500; i++) {
+        assertThat(results.get(i).get(60, TimeUnit.SECONDS)).isEqualTo("dial " + i);
+      }
+    } finally {
+      pool.shutdownNow();
+    }
+  }
+
+  /** Newer client code: one shared gRPC connection, one call per dial. */
+  @Test
+  void dialsShareOneConnection() throws Exception {
+    try (KonnectivityClient client = KonnectivityClient.overUds(uds)) {
+      List<KonnectivityClient.Conn> conns = new ArrayList<>();
+      for (int i = 0; i < 20; i++) {
+        conns.add(client.dial(target(echo)).conn());
+      }
+      for (int i = 0; i < conns.size(); i++) {
+        byte[] b = ("call " + i).getBytes(StandardCharsets.US_ASCII);
+        conns.get(i).write(b, 0, b.length);
+      }
+      for (int i = 0; i < conns.size(); i++) {
+        assertThat(new String(conns.get(i).read(10), StandardCharsets.US_ASCII))
+            .isEqualTo("call " + i);
+        assertThat(conns.get(i).close()).isEmpty();
+      }
+    }
+  }
+
+  /** A plain TCP CONNECT listener also speaks GRPC (for clients other than the apiserver). */
+  @Test
+  void theTcpListenerServesGrpcToo() throws Exception {
+    try (KonnectivityClient client = KonnectivityClient.overTcp(fx.proxy())) {
+      KonnectivityClient.Conn c = client.dial(target(echo)).conn();
+      c.write("tcp".getBytes(StandardCharsets.US_ASCII), 0, 3);
+      assertThat(new String(c.read(10), StandardCharsets.US_ASCII)).isEqualTo("tcp");
+      assertThat(c.close()).isEmpty();
+    }
+    try (Socket s = new Socket()) {
+      s.connect(fx.proxy());
+      assertThat(s.isConnected()).isTrue(); // and CONNECT still works beside it (other tests)
+    }
+  }
+
+  /** A malformed packet, DATA for another connection, or a second dial end that call only. */
+  @Test
+  void aBrokenCallEndsAloneAndItsNeighbourGoesOn() throws Exception {
+    try (KonnectivityClient client = KonnectivityClient.overUds(uds)) {
+      KonnectivityClient.Conn good = client.dial(target(echo)).conn();
+
+      KonnectivityClient.RawCall garbage = client.raw();
+      garbage.send(new byte[] {0x12, 0x7f, 0x01}); // a DialRequest longer than the packet
+      assertThat(garbage.conn.callEnd.get(10, TimeUnit.SECONDS))
+          .hasMessageContaining("INTERNAL")
+          .hasMessageContaining("malformed packet");
+
+      KonnectivityClient.Conn wrongId = client.dial(target(echo)).conn();
+      wrongId.connectId += 1_000_000;
+      wrongId.write(new byte[] {1}, 0, 1);
+      assertThat(wrongId.callEnd.get(10, TimeUnit.SECONDS)).hasMessageContaining("is not open");
+
+      KonnectivityClient.Conn twice = client.dial(target(echo)).conn();
+      twice.send(
+          KonnectivityClient.packet(
+              0, "dialRequest", KonnectivityClient.dialRequest("tcp", target(echo), 77)));
+      assertThat(twice.callEnd.get(10, TimeUnit.SECONDS)).hasMessageContaining("a second DIAL_REQ");
+
+      good.write("still here".getBytes(StandardCharsets.US_ASCII), 0, 10);
+      assertThat(new String(good.read(10), StandardCharsets.US_ASCII)).isEqualTo("still here");
+      assertThat(good.close()).isEmpty();
+    }
+  }
+}

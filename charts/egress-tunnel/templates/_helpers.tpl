@@ -280,6 +280,9 @@ ca.crt
 {{- if and (eq $transport "uds") (eq $v.server.kind "Deployment") -}}
 {{- fail "server.connect.transport uds needs server.kind DaemonSet: the apiserver must share the socket's host directory" -}}
 {{- end -}}
+{{- if and (eq $v.server.connect.apiserverProtocol "GRPC") (ne $transport "uds") -}}
+{{- fail "server.connect.apiserverProtocol GRPC needs server.connect.transport uds: the kube-apiserver speaks GRPC only over a Unix socket" -}}
+{{- end -}}
 {{- if and (eq $transport "tcp") (not $v.tls.enabled) -}}
 {{- fail "server.connect.transport tcp needs tls.enabled: the kube-apiserver always uses TLS with a client certificate over TCP" -}}
 {{- end -}}

@@ -431,6 +431,11 @@ class ChartRenderTest {
             helm.templateFailure(
                 base("agent", "token", Setup.DEPLOYMENT).with("server.connect.transport", "uds")))
         .contains("uds needs server.kind DaemonSet");
+    assertThat(
+            helm.templateFailure(
+                base("agent", "token", Setup.DEPLOYMENT)
+                    .with("server.connect.apiserverProtocol", "GRPC")))
+        .contains("GRPC needs server.connect.transport uds");
     assertThat(helm.templateFailure(base("agent", "certificate", Setup.DAEMONSET_UDS)))
         .contains("certificate needs tls.enabled");
     assertThat(

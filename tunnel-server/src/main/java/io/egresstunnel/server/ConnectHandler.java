@@ -223,6 +223,11 @@ final class ConnectHandler extends ChannelInboundHandlerAdapter {
     }
 
     @Override
+    public ServerMetrics.Protocol protocol() {
+      return ServerMetrics.Protocol.CONNECT;
+    }
+
+    @Override
     public Channel channel() {
       return ctx.channel();
     }

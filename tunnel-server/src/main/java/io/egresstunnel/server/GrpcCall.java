@@ -326,6 +326,7 @@ final class GrpcCall extends ChannelDuplexHandler {
   }
 
   private void dialFailed(ChannelHandlerContext ctx, String reason) {
+    server.metrics().grpcDialAnswered(false);
     ctx.write(message(ctx, new Packet.DialResponse(reason, 0, random)));
     endWithStatus(ctx, 0, "");
   }
@@ -336,6 +337,11 @@ final class GrpcCall extends ChannelDuplexHandler {
 
     Dialling(ChannelHandlerContext ctx) {
       this.ctx = ctx;
+    }
+
+    @Override
+    public ServerMetrics.Protocol protocol() {
+      return ServerMetrics.Protocol.GRPC;
     }
 
     @Override
@@ -367,6 +373,7 @@ final class GrpcCall extends ChannelDuplexHandler {
     private void answerConnected() {
       connectId = connectIds.incrementAndGet();
       state = State.CONNECTED;
+      server.metrics().grpcDialAnswered(true);
       ctx.writeAndFlush(message(ctx, new Packet.DialResponse("", connectId, random)));
     }
 

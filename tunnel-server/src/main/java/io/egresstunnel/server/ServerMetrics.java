@@ -66,6 +66,14 @@ public final class ServerMetrics {
     }
   }
 
+  /** The apiserver's protocol: the {@code protocol} label value. */
+  enum Protocol {
+    CONNECT,
+    GRPC;
+
+    final String label = name().toLowerCase(Locale.ROOT);
+  }
+
   /** The status codes a CONNECT is answered with (README, "CONNECT statuses"); others: "other". */
   private static final int[] CODES = {200, 400, 403, 405, 408, 414, 431, 502, 503, 504, 505};
 
@@ -80,9 +88,11 @@ public final class ServerMetrics {
   // By route * OUTCOMES + outcome, resolved on first use: most pairs never occur, and need no
   // empty series. The arrays publish each child safely to the other event loops.
   private final AtomicReferenceArray<CounterDataPoint> failures =
-      new AtomicReferenceArray<>(2 * OUTCOMES);
+      new AtomicReferenceArray<>(4 * OUTCOMES);
   private final AtomicReferenceArray<DistributionDataPoint> durations =
-      new AtomicReferenceArray<>(2 * OUTCOMES);
+      new AtomicReferenceArray<>(4 * OUTCOMES);
+  private final CounterDataPoint grpcDialsOk;
+  private final CounterDataPoint grpcDialsFailed;
 
   /**
    * Registers the server's metrics in {@code registry}; {@code agentsConnected} is read at each
@@ -120,30 +130,48 @@ public final class ServerMetrics {
         Counter.builder()
             .name(PREFIX + "dial_failures_total")
             .help(
-                "CONNECTs whose target could not be connected, by route (agent, direct) and"
-                    + " reason (refused, timeout, no_agent, ...).")
-            .labelNames("route", "reason")
+                "Dials (CONNECT or GRPC) whose target could not be connected, by protocol, route"
+                    + " (agent, direct) and reason (refused, timeout, no_agent, ...).")
+            .labelNames("protocol", "route", "reason")
             .withoutExemplars()
             .register(registry);
     dialSeconds =
         Histogram.builder()
             .name(PREFIX + "dial_duration_seconds")
             .help(
-                "Time from a routed CONNECT to its dial's result, by route (agent, direct) and"
-                    + " outcome (ok or the failure reason).")
+                "Time from a routed dial (CONNECT or GRPC) to its result, by protocol, route"
+                    + " (agent, direct) and outcome (ok or the failure reason).")
             .unit(Unit.SECONDS)
-            .labelNames("route", "outcome")
+            .labelNames("protocol", "route", "outcome")
             .classicOnly()
             .classicUpperBounds(TunnelMetrics.DIAL_SECONDS_BUCKETS)
             .withoutExemplars()
             .register(registry);
+    Counter grpcDials =
+        Counter.builder()
+            .name(PREFIX + "grpc_dials_total")
+            .help(
+                "GRPC dials answered with DIAL_RSP, by result: ok (a connection id) or error (a"
+                    + " reason).")
+            .labelNames("result")
+            .withoutExemplars()
+            .register(registry);
+    grpcDialsOk = grpcDials.labelValues("ok");
+    grpcDialsFailed = grpcDials.labelValues("error");
     // The series everyone graphs exist from the start, at zero.
-    for (int route = 0; route < 2; route++) {
-      duration(route, DialOutcome.OK);
-      failure(route, DialOutcome.REFUSED);
-      failure(route, DialOutcome.TIMEOUT);
+    for (Protocol protocol : Protocol.values()) {
+      for (int route = 0; route < 2; route++) {
+        duration(protocol, route, DialOutcome.OK);
+        failure(protocol, route, DialOutcome.REFUSED);
+        failure(protocol, route, DialOutcome.TIMEOUT);
+      }
+      failure(protocol, 0, DialOutcome.NO_AGENT);
     }
-    failure(0, DialOutcome.NO_AGENT);
+  }
+
+  /** A GRPC dial was answered: with a connection id, or with an error. */
+  void grpcDialAnswered(boolean ok) {
+    (ok ? grpcDialsOk : grpcDialsFailed).inc();
   }
 
   public PrometheusRegistry registry() {
@@ -170,19 +198,20 @@ public final class ServerMetrics {
    * A dial ended, {@code startNanos} after the CONNECT was routed: with success if {@code cause} is
    * null. A failed dial through an agent whose client is gone was cancelled by the client leaving.
    */
-  void dialFinished(boolean viaAgent, Throwable cause, long startNanos, boolean clientActive) {
+  void dialFinished(
+      Protocol protocol, boolean viaAgent, Throwable cause, long startNanos, boolean clientActive) {
     int route = viaAgent ? 0 : 1;
     DialOutcome outcome =
         cause != null && viaAgent && !clientActive ? DialOutcome.CANCELLED : DialOutcome.of(cause);
-    duration(route, outcome).observe(Unit.nanosToSeconds(System.nanoTime() - startNanos));
+    duration(protocol, route, outcome).observe(Unit.nanosToSeconds(System.nanoTime() - startNanos));
     if (outcome != DialOutcome.OK) {
-      failure(route, outcome).inc();
+      failure(protocol, route, outcome).inc();
     }
   }
 
   /** No agent is connected for the target's node: the CONNECT fails without a dial. */
-  void noAgent() {
-    failure(0, DialOutcome.NO_AGENT).inc();
+  void noAgent(Protocol protocol) {
+    failure(protocol, 0, DialOutcome.NO_AGENT).inc();
   }
 
   /** A target of a node without an agent is dialled directly (--fallback-direct). */
@@ -190,22 +219,22 @@ public final class ServerMetrics {
     fallbackDirect.inc();
   }
 
-  private CounterDataPoint failure(int route, DialOutcome outcome) {
-    int i = route * OUTCOMES + outcome.ordinal();
+  private CounterDataPoint failure(Protocol protocol, int route, DialOutcome outcome) {
+    int i = (protocol.ordinal() * 2 + route) * OUTCOMES + outcome.ordinal();
     CounterDataPoint p = failures.get(i);
     if (p == null) {
       // labelValues returns the one child for these labels: a racing thread stores the same one.
-      p = dialFailures.labelValues(routeLabel(route), outcome.label);
+      p = dialFailures.labelValues(protocol.label, routeLabel(route), outcome.label);
       failures.set(i, p);
     }
     return p;
   }
 
-  private DistributionDataPoint duration(int route, DialOutcome outcome) {
-    int i = route * OUTCOMES + outcome.ordinal();
+  private DistributionDataPoint duration(Protocol protocol, int route, DialOutcome outcome) {
+    int i = (protocol.ordinal() * 2 + route) * OUTCOMES + outcome.ordinal();
     DistributionDataPoint p = durations.get(i);
     if (p == null) {
-      p = dialSeconds.labelValues(routeLabel(route), outcome.label);
+      p = dialSeconds.labelValues(protocol.label, routeLabel(route), outcome.label);
       durations.set(i, p);
     }
     return p;

@@ -24,6 +24,9 @@ final class TunnelDial {
 
   /** The frontend's side of a dial. Every method runs on the client channel's event loop. */
   interface Client {
+    /** Which protocol the apiserver speaks here, for the metrics. */
+    ServerMetrics.Protocol protocol();
+
     /** The local end of the stream: the CONNECT socket, or the gRPC call's HTTP/2 stream. */
     Channel channel();
 
@@ -95,7 +98,7 @@ final class TunnelDial {
       return;
     }
     if (session == null) {
-      server.metrics().noAgent();
+      server.metrics().noAgent(client.protocol());
       client.failed(
           HttpResponseStatus.SERVICE_UNAVAILABLE,
           "no agent connected for node " + node + " (target " + target + ")");
@@ -139,7 +142,9 @@ final class TunnelDial {
         f ->
             onClientLoop(
                 () -> {
-                  server.metrics().dialFinished(true, f.cause(), startNanos, ch.isActive());
+                  server
+                      .metrics()
+                      .dialFinished(client.protocol(), true, f.cause(), startNanos, ch.isActive());
                   if (f.isSuccess()) {
                     TunnelStream stream = (TunnelStream) f.getNow();
                     if (!ch.isActive()) {
@@ -172,7 +177,10 @@ final class TunnelDial {
             f ->
                 onClientLoop(
                     () -> {
-                      server.metrics().dialFinished(false, f.cause(), startNanos, ch.isActive());
+                      server
+                          .metrics()
+                          .dialFinished(
+                              client.protocol(), false, f.cause(), startNanos, ch.isActive());
                       if (!f.isSuccess()) {
                         failed(f.cause());
                         return;

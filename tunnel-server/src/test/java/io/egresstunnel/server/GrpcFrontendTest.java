@@ -139,6 +139,7 @@ class GrpcFrontendTest {
 
   @Test
   void aDialToAClosedPortAnswersWithAnError() throws Exception {
+    MetricsTest.Scrape before = scrape();
     try (KonnectivityClient client = KonnectivityClient.overUds(uds)) {
       long started = System.nanoTime();
       KonnectivityClient.Dialled d = client.dial("127.7.1.12:9");
@@ -146,6 +147,39 @@ class GrpcFrontendTest {
       assertThat(Duration.ofNanos(System.nanoTime() - started))
           .isLessThan(fx.server.config().limits().dialTimeout());
     }
+    // Counted as GRPC, beside CONNECT's series.
+    MetricsTest.Scrape after = scrape();
+    String s = "egress_tunnel_server_";
+    assertThat(after.delta(before, s + "grpc_dials_total", "result", "error")).isEqualTo(1);
+    assertThat(
+            after.delta(
+                before,
+                s + "dial_failures_total",
+                "protocol",
+                "grpc",
+                "route",
+                "agent",
+                "reason",
+                "refused"))
+        .isEqualTo(1);
+    assertThat(
+            after.delta(
+                before,
+                s + "dial_failures_total",
+                "protocol",
+                "connect",
+                "route",
+                "agent",
+                "reason",
+                "refused"))
+        .isZero();
+  }
+
+  private static MetricsTest.Scrape scrape() throws java.io.IOException {
+    var out = new java.io.ByteArrayOutputStream();
+    io.prometheus.metrics.expositionformats.PrometheusTextFormatWriter.create()
+        .write(out, fx.server.metrics().registry().scrape());
+    return MetricsTest.Scrape.parse(out.toString(StandardCharsets.UTF_8));
   }
 
   @Test

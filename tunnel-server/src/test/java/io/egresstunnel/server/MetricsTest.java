@@ -91,7 +91,14 @@ class MetricsTest {
         .isEqualTo(CONNECTS);
     assertThat(
             server1.delta(
-                server0, S + "dial_duration_seconds_count", "route", "agent", "outcome", "ok"))
+                server0,
+                S + "dial_duration_seconds_count",
+                "protocol",
+                "connect",
+                "route",
+                "agent",
+                "outcome",
+                "ok"))
         .isEqualTo(CONNECTS);
     assertThat(
             server1.delta(server0, S + "bytes_total", "route", "agent", "direction", "to_target"))
@@ -142,20 +149,43 @@ class MetricsTest {
 
     assertThat(
             server1.delta(
-                server0, S + "dial_failures_total", "route", "agent", "reason", "refused"))
-        .isEqualTo(1);
-    assertThat(
-            server1.delta(
-                server0, S + "dial_duration_seconds_count", "route", "agent", "outcome", "refused"))
-        .isEqualTo(1);
-    assertThat(
-            server1.delta(
-                server0, S + "dial_failures_total", "route", "direct", "reason", "refused"))
+                server0,
+                S + "dial_failures_total",
+                "protocol",
+                "connect",
+                "route",
+                "agent",
+                "reason",
+                "refused"))
         .isEqualTo(1);
     assertThat(
             server1.delta(
                 server0,
                 S + "dial_duration_seconds_count",
+                "protocol",
+                "connect",
+                "route",
+                "agent",
+                "outcome",
+                "refused"))
+        .isEqualTo(1);
+    assertThat(
+            server1.delta(
+                server0,
+                S + "dial_failures_total",
+                "protocol",
+                "connect",
+                "route",
+                "direct",
+                "reason",
+                "refused"))
+        .isEqualTo(1);
+    assertThat(
+            server1.delta(
+                server0,
+                S + "dial_duration_seconds_count",
+                "protocol",
+                "connect",
                 "route",
                 "direct",
                 "outcome",

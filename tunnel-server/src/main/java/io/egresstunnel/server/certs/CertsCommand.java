@@ -32,7 +32,8 @@ import picocli.CommandLine.Spec;
           + " over TCP with mTLS and over a Unix socket.",
       "",
       "Writes into --dir: ca.crt ca.key server.crt server.key apiserver.crt apiserver.key"
-          + " agent-NODE.crt agent-NODE.key egress-selector-tcp.yaml egress-selector-uds.yaml."
+          + " agent-NODE.crt agent-NODE.key egress-selector-tcp.yaml egress-selector-uds.yaml"
+          + " egress-selector-grpc-uds.yaml."
           + " Keys are PKCS#8 PEM with mode 0600. An existing file is never replaced without"
           + " --force; an existing CA is always reused (delete ca.crt and ca.key for a new one).",
       "",
@@ -48,6 +49,7 @@ public final class CertsCommand implements Callable<Integer> {
   static final String APISERVER_KEY = "apiserver.key";
   static final String EGRESS_TCP = "egress-selector-tcp.yaml";
   static final String EGRESS_UDS = "egress-selector-uds.yaml";
+  static final String EGRESS_GRPC_UDS = "egress-selector-grpc-uds.yaml";
 
   /** The server's default agent port (--agent-listen), for the agent command line printed. */
   private static final int AGENT_PORT = 8091;
@@ -197,6 +199,7 @@ public final class CertsCommand implements Callable<Integer> {
     }
     planned.add(EGRESS_TCP);
     planned.add(EGRESS_UDS);
+    planned.add(EGRESS_GRPC_UDS);
     files.checkNoneExist(planned);
 
     Pki.Issued ca;
@@ -252,6 +255,8 @@ public final class CertsCommand implements Callable<Integer> {
                 files.resolve(APISERVER_KEY))
             .getBytes(StandardCharsets.UTF_8));
     files.writePublic(EGRESS_UDS, EgressSelectorConfig.uds(uds).getBytes(StandardCharsets.UTF_8));
+    files.writePublic(
+        EGRESS_GRPC_UDS, EgressSelectorConfig.grpcUds(uds).getBytes(StandardCharsets.UTF_8));
 
     printSummary(out, files, host, nodeNames);
   }
@@ -292,7 +297,12 @@ public final class CertsCommand implements Callable<Integer> {
             + " --client-allowed-names "
             + apiserverCn
             + agentTls);
-    out.println("tunnel-server, CONNECT over a Unix socket (apiserver: " + EGRESS_UDS + "):");
+    out.println(
+        "tunnel-server, CONNECT or GRPC over a Unix socket (apiserver: "
+            + EGRESS_UDS
+            + " or "
+            + EGRESS_GRPC_UDS
+            + "):");
     out.println("  tunnel-server --connect-listen '' --uds " + uds + agentTls);
     out.println("kube-apiserver:");
     out.println(

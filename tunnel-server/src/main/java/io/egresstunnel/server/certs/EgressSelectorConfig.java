@@ -5,9 +5,10 @@ import java.nio.file.Path;
 /**
  * The kube-apiserver's {@code EgressSelectorConfiguration} ({@code apiserver.k8s.io/v1beta1}, the
  * file of {@code --egress-selector-config-file}) that sends the {@code cluster} egress through
- * tunnel-server with HTTP CONNECT. Field names are those of the apiserver's v1beta1 types: {@code
- * transport.tcp.url} with {@code tlsConfig.caBundle}, {@code clientKey} and {@code clientCert}
- * (file paths), or {@code transport.uds.udsName} (a socket path without a {@code unix://} prefix).
+ * tunnel-server with HTTP CONNECT (or Konnectivity's GRPC). Field names are those of the
+ * apiserver's v1beta1 types: {@code transport.tcp.url} with {@code tlsConfig.caBundle}, {@code
+ * clientKey} and {@code clientCert} (file paths), or {@code transport.uds.udsName} (a socket path
+ * without a {@code unix://} prefix).
  */
 final class EgressSelectorConfig {
   private EgressSelectorConfig() {}
@@ -36,16 +37,34 @@ final class EgressSelectorConfig {
 
   /** CONNECT over a Unix socket, for a server beside the apiserver (no TLS). */
   static String uds(Path socket) {
-    return header() + "      uds:\n" + "        udsName: " + quote(socket.toString()) + "\n";
+    return header("HTTPConnect") + udsTransport(socket);
+  }
+
+  /**
+   * Konnectivity's GRPC over a Unix socket (the apiserver speaks GRPC over nothing else); the same
+   * socket serves CONNECT too.
+   */
+  static String grpcUds(Path socket) {
+    return header("GRPC") + udsTransport(socket);
+  }
+
+  private static String udsTransport(Path socket) {
+    return "      uds:\n" + "        udsName: " + quote(socket.toString()) + "\n";
   }
 
   private static String header() {
+    return header("HTTPConnect");
+  }
+
+  private static String header(String proxyProtocol) {
     return "apiVersion: apiserver.k8s.io/v1beta1\n"
         + "kind: EgressSelectorConfiguration\n"
         + "egressSelections:\n"
         + "- name: cluster\n"
         + "  connection:\n"
-        + "    proxyProtocol: HTTPConnect\n"
+        + "    proxyProtocol: "
+        + proxyProtocol
+        + "\n"
         + "    transport:\n";
   }
 

@@ -128,7 +128,8 @@ class CertsCommandTest {
             "agent-node-a.crt",
             "agent-node-b.crt",
             "egress-selector-tcp.yaml",
-            "egress-selector-uds.yaml");
+            "egress-selector-uds.yaml",
+            "egress-selector-grpc-uds.yaml");
     for (String k : keys) {
       assertThat(PosixFilePermissions.toString(Files.getPosixFilePermissions(tmp.resolve(k))))
           .as(k)
@@ -332,6 +333,15 @@ class CertsCommandTest {
             ((List<Map<String, Object>>) uds.get("egressSelections")).get(0).get("connection");
     assertThat(udsConnection).containsEntry("proxyProtocol", "HTTPConnect");
     assertThat((Map<String, Object>) udsConnection.get("transport"))
+        .isEqualTo(Map.of("uds", Map.of("udsName", "/run/tunnel test/connect.sock")));
+
+    Map<String, Object> grpc =
+        new Yaml().load(Files.readString(tmp.resolve("egress-selector-grpc-uds.yaml")));
+    Map<String, Object> grpcConnection =
+        (Map<String, Object>)
+            ((List<Map<String, Object>>) grpc.get("egressSelections")).get(0).get("connection");
+    assertThat(grpcConnection).containsEntry("proxyProtocol", "GRPC");
+    assertThat((Map<String, Object>) grpcConnection.get("transport"))
         .isEqualTo(Map.of("uds", Map.of("udsName", "/run/tunnel test/connect.sock")));
   }
 

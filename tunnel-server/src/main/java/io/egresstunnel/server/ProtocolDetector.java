@@ -21,6 +21,8 @@ import java.util.List;
  * the preface (the first byte, for a CONNECT), then steps aside with the bytes it has seen.
  */
 final class ProtocolDetector extends ByteToMessageDecoder {
+  private static final org.slf4j.Logger log =
+      org.slf4j.LoggerFactory.getLogger(ProtocolDetector.class);
   private static final ByteBuf PREFACE = Http2CodecUtil.connectionPrefaceBuf();
 
   /** The HTTP/2 stream window per call, and the connection's: one call cannot hold the rest. */
@@ -48,11 +50,6 @@ final class ProtocolDetector extends ByteToMessageDecoder {
     ctx.pipeline().remove(this);
   }
 
-  @Override
-  public void channelReadComplete(ChannelHandlerContext ctx) throws Exception {
-    super.channelReadComplete(ctx);
-  }
-
   private static void switchToGrpc(ChannelPipeline p, TunnelServer server) {
     ConnectHandler.removeFrom(p);
     Http2FrameCodec codec =
@@ -74,6 +71,16 @@ final class ProtocolDetector extends ByteToMessageDecoder {
                 ch.pipeline().addLast("grpc", new GrpcCall(server));
               }
             }));
+    p.addLast(
+        "h2-errors",
+        new io.netty.channel.ChannelInboundHandlerAdapter() {
+          @Override
+          public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
+            // A client that goes away mid-connection (a reset): its calls end with it.
+            log.debug("GRPC connection from {} failed", ctx.channel().remoteAddress(), cause);
+            ctx.close();
+          }
+        });
     try {
       codec
           .connection()

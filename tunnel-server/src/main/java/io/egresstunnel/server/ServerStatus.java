@@ -59,6 +59,7 @@ final class ServerStatus {
    * @param bytesToTarget payload bytes sent towards the target (null when not counted: direct)
    * @param bytesFromTarget payload bytes received from the target (null when not counted)
    * @param state its state (docs/protocol.md), or {@code direct}
+   * @param protocol the apiserver's protocol: {@code connect} or {@code grpc}
    */
   record Stream(
       String target,
@@ -66,7 +67,8 @@ final class ServerStatus {
       long ageMillis,
       Long bytesToTarget,
       Long bytesFromTarget,
-      String state) {}
+      String state,
+      String protocol) {}
 
   /** Everything {@code /status} says. */
   record Report(
@@ -121,7 +123,8 @@ final class ServerStatus {
                           st.ageMillis(),
                           st.bytesToPeer(),
                           st.bytesFromPeer(),
-                          st.state()));
+                          st.state(),
+                          st.protocol()));
                 }
               }
               long now = System.nanoTime();
@@ -133,7 +136,8 @@ final class ServerStatus {
                         (now - d.startNanos()) / 1_000_000,
                         null,
                         null,
-                        "direct"));
+                        "direct",
+                        d.protocol()));
               }
               agents.sort(Comparator.comparing(Agent::node));
               streams.sort(Comparator.comparingLong(Stream::ageMillis).reversed());
@@ -191,12 +195,13 @@ final class ServerStatus {
     b.append(r.agents().size()).append(" agent(s)\n");
     table(b, rows);
     rows.clear();
-    rows.add(new String[] {"TARGET", "NODE", "AGE", "BYTES OUT", "BYTES IN", "STATE"});
+    rows.add(new String[] {"TARGET", "NODE", "PROTOCOL", "AGE", "BYTES OUT", "BYTES IN", "STATE"});
     for (Stream s : r.streams()) {
       rows.add(
           new String[] {
             s.target(),
             s.node() == null ? "(direct)" : s.node(),
+            s.protocol() == null ? "-" : s.protocol(),
             age(s.ageMillis()),
             s.bytesToTarget() == null ? "-" : bytes(s.bytesToTarget()),
             s.bytesFromTarget() == null ? "-" : bytes(s.bytesFromTarget()),

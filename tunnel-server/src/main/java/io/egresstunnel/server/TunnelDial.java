@@ -81,6 +81,7 @@ final class TunnelDial {
   static void start(TunnelServer server, Client client, ConnectTarget target) {
     TunnelDial dial = new TunnelDial(server, client, target);
     dial.startNanos = System.nanoTime();
+    client.channel().attr(TunnelStream.PROTOCOL).set(client.protocol().label);
     Route route = server.router().route(target.host(), target.port());
     if (route instanceof Route.ViaAgent via) {
       dial.viaAgent(via.node());

@@ -11,6 +11,7 @@ import io.egresstunnel.proto.net.TlsOptions;
 import io.egresstunnel.proto.net.Transport;
 import io.egresstunnel.proto.session.SessionPipeline;
 import io.egresstunnel.proto.session.TunnelSession;
+import io.egresstunnel.proto.session.TunnelStream;
 import io.egresstunnel.routing.DeclaredRouter;
 import io.egresstunnel.routing.KubernetesClients;
 import io.egresstunnel.routing.KubernetesRouteSource;
@@ -136,7 +137,7 @@ public final class TunnelServer implements AutoCloseable {
     try {
       TlsOptions tlsOptions = config.security().tls();
       ReloadingSslContext connectTls =
-          reloading("CONNECT listener TLS", config.tls(), ClientAuth.REQUIRE, tlsOptions);
+          reloading("CONNECT listener TLS", config.tls(), ClientAuth.REQUIRE, tlsOptions, true);
       ServerConfig.TlsFiles agentFiles = config.agentTls();
       if (agentFiles != null && config.security().agentAuth().clientCa() != null) {
         agentFiles =
@@ -151,7 +152,7 @@ public final class TunnelServer implements AutoCloseable {
               ? ClientAuth.REQUIRE
               : ClientAuth.OPTIONAL;
       ReloadingSslContext agentTls =
-          reloading("agent listener TLS", agentFiles, agentClientAuth, tlsOptions);
+          reloading("agent listener TLS", agentFiles, agentClientAuth, tlsOptions, false);
       if (!authenticator.required()) {
         log.warn(
             "agents are not authenticated: any agent may speak for any node (give"
@@ -318,7 +319,11 @@ public final class TunnelServer implements AutoCloseable {
    * used for new connections; open ones keep theirs.
    */
   private ReloadingSslContext reloading(
-      String what, ServerConfig.TlsFiles files, ClientAuth clientAuth, TlsOptions options) {
+      String what,
+      ServerConfig.TlsFiles files,
+      ClientAuth clientAuth,
+      TlsOptions options,
+      boolean alpn) {
     if (files == null) {
       return null;
     }
@@ -328,16 +333,34 @@ public final class TunnelServer implements AutoCloseable {
     }
     ReloadingSslContext tls =
         ReloadingSslContext.load(
-                what, paths, () -> serverTls(files, clientAuth, options), options.reloadInterval())
+                what,
+                paths,
+                () -> serverTls(files, clientAuth, options, alpn),
+                options.reloadInterval())
             .start(tlsReloader);
     reloadingContexts.add(tls);
     return tls;
   }
 
+  /**
+   * A server context for {@code files}. The CONNECT listener ({@code alpn}) offers ALPN {@code h2}
+   * to clients that ask for it, as gRPC clients do, and {@code http/1.1}; a client that asks for
+   * neither (the apiserver's HTTP CONNECT) negotiates nothing.
+   */
   private static SslContext serverTls(
-      ServerConfig.TlsFiles files, ClientAuth clientAuth, TlsOptions options) throws SSLException {
+      ServerConfig.TlsFiles files, ClientAuth clientAuth, TlsOptions options, boolean alpn)
+      throws SSLException {
     SslContextBuilder b =
         options.apply(SslContextBuilder.forServer(files.cert().toFile(), files.key().toFile()));
+    if (alpn) {
+      b.applicationProtocolConfig(
+          new io.netty.handler.ssl.ApplicationProtocolConfig(
+              io.netty.handler.ssl.ApplicationProtocolConfig.Protocol.ALPN,
+              io.netty.handler.ssl.ApplicationProtocolConfig.SelectorFailureBehavior.NO_ADVERTISE,
+              io.netty.handler.ssl.ApplicationProtocolConfig.SelectedListenerFailureBehavior.ACCEPT,
+              io.netty.handler.ssl.ApplicationProtocolNames.HTTP_2,
+              io.netty.handler.ssl.ApplicationProtocolNames.HTTP_1_1));
+    }
     if (files.clientCa() != null) {
       b.trustManager(files.clientCa().toFile()).clientAuth(clientAuth);
     }
@@ -388,11 +411,13 @@ public final class TunnelServer implements AutoCloseable {
   }
 
   /** A CONNECT dialled directly (no agent): what status pages show of it. */
-  record DirectStream(String target, long startNanos) {}
+  record DirectStream(String target, long startNanos, String protocol) {}
 
   /** Records a direct stream for status and drain; it is forgotten when the client closes. */
   void directStreamStarted(Channel client, String target) {
-    directStreams.put(client, new DirectStream(target, System.nanoTime()));
+    directStreams.put(
+        client,
+        new DirectStream(target, System.nanoTime(), client.attr(TunnelStream.PROTOCOL).get()));
     client.closeFuture().addListener(f -> directStreams.remove(client));
   }
 

@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import io.egresstunnel.agent.TunnelAgent;
 import io.egresstunnel.proto.net.Transport;
+import io.egresstunnel.proto.session.TunnelStream;
 import io.egresstunnel.routing.EgressMode;
 import java.io.OutputStream;
 import java.net.InetSocketAddress;
@@ -238,6 +239,12 @@ class GrpcFrontendTest {
       }
       assertThat(new String(back.array(), StandardCharsets.US_ASCII)).isEqualTo("via connect");
       assertThat(new String(grpc.read(10), StandardCharsets.US_ASCII)).isEqualTo("via grpc");
+      // /status tells the two apart.
+      ServerStatus.Report report = ServerStatus.collect(fx.server).get(10, TimeUnit.SECONDS);
+      assertThat(report.streams())
+          .filteredOn(st -> st.target().equals(target(echo)))
+          .extracting(ServerStatus.Stream::protocol)
+          .contains("connect", "grpc");
       assertThat(grpc.close()).isEmpty();
     }
   }
@@ -332,6 +339,102 @@ class GrpcFrontendTest {
       good.write("still here".getBytes(StandardCharsets.US_ASCII), 0, 10);
       assertThat(new String(good.read(10), StandardCharsets.US_ASCII)).isEqualTo("still here");
       assertThat(good.close()).isEmpty();
+    }
+  }
+
+  /**
+   * A client that stops reading stalls its own stream only: what the server holds for it stays
+   * within the stream's credit window (256 KiB) while a download floods it, and another client's
+   * transfer beside it goes on at full speed.
+   */
+  @Test
+  void aSlowReaderHoldsAtMostItsWindowAndStallsNoOtherStream() throws Exception {
+    try (TestTarget flood =
+            new TestTarget(
+                "127.7.1.13", 0, s -> Transfers.writeRandom(s.getOutputStream(), 1L << 40, 3));
+        KonnectivityClient.SlowReader slow = KonnectivityClient.slowReader(uds, target(flood))) {
+      TunnelStream stream =
+          await()
+              .atMost(Duration.ofSeconds(10))
+              .until(
+                  () ->
+                      fx.streams("node-g").stream()
+                          .filter(s -> s.target().equals(target(flood)))
+                          .findFirst()
+                          .orElse(null),
+                  java.util.Objects::nonNull);
+      // Wait until the flood has stalled: nothing more arrives from the agent.
+      long[] last = {-1};
+      await()
+          .atMost(Duration.ofSeconds(20))
+          .pollInterval(Duration.ofMillis(500))
+          .until(
+              () -> {
+                long now = onLoop(stream, TunnelStream::bytesFromPeer);
+                boolean stalled = now == last[0];
+                last[0] = now;
+                return stalled;
+              });
+      int held = onLoop(stream, s -> (long) s.bufferedToLocal()).intValue();
+      assertThat(held).as("bytes held for the slow reader").isLessThanOrEqualTo(256 * 1024);
+
+      // A neighbour's 8 MiB echo goes through meanwhile.
+      try (KonnectivityClient client = KonnectivityClient.overUds(uds)) {
+        KonnectivityClient.Conn c = client.dial(target(echo)).conn();
+        byte[] chunk = new byte[64 * 1024];
+        long n = 0;
+        for (int i = 0; i < 128; i++) {
+          c.write(chunk, 0, chunk.length);
+        }
+        while (n < 128L * chunk.length) {
+          n += c.read(20).length;
+        }
+        assertThat(c.close()).isEmpty();
+      }
+      assertThat(onLoop(stream, TunnelStream::bytesFromPeer)).isEqualTo(last[0]);
+    }
+  }
+
+  private static Long onLoop(
+      TunnelStream stream, java.util.function.Function<TunnelStream, Long> read) throws Exception {
+    return stream.session().eventLoop().submit(() -> read.apply(stream)).get(5, TimeUnit.SECONDS);
+  }
+
+  /** A drain refuses new GRPC dials with the reason and lets an open call finish. */
+  @Test
+  void aDrainRefusesNewDialsAndLetsOpenCallsFinish() throws Exception {
+    Path sock = dir.resolve("drain.sock");
+    try (TunnelFixture other =
+            new TunnelFixture(
+                ServerConfig.plain(
+                        EgressMode.POD,
+                        new InetSocketAddress("127.0.0.1", 0),
+                        new InetSocketAddress("127.0.0.1", 0))
+                    .withUds(sock));
+        KonnectivityClient client = KonnectivityClient.overUds(sock)) {
+      other.startAgent(other.agentConfig("node-d", "127.0.7.3", "127.7.3.0/24", EgressMode.POD));
+      try (TestTarget drainEcho = new TestTarget("127.7.3.10", 0, TestTarget::echo)) {
+        KonnectivityClient.Conn open = client.dial(target(drainEcho)).conn();
+        CompletableFuture<Void> drain =
+            CompletableFuture.runAsync(
+                () -> {
+                  try {
+                    other.server.drain(Duration.ofSeconds(60));
+                  } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                  }
+                });
+        await().atMost(Duration.ofSeconds(10)).until(other.server::isDraining);
+
+        KonnectivityClient.Dialled refused = client.dial(target(drainEcho));
+        assertThat(refused.error()).contains("shutting down");
+
+        open.write("still open".getBytes(StandardCharsets.US_ASCII), 0, 10);
+        assertThat(new String(open.read(10), StandardCharsets.US_ASCII)).isEqualTo("still open");
+        assertThat(drain).isNotDone();
+        assertThat(open.close()).isEmpty();
+        drain.get(30, TimeUnit.SECONDS); // the last stream ended: the drain is over
+      }
     }
   }
 }

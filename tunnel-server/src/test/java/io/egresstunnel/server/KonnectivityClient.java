@@ -11,6 +11,7 @@ import com.google.protobuf.Descriptors.Descriptor;
 import com.google.protobuf.Descriptors.FileDescriptor;
 import com.google.protobuf.DynamicMessage;
 import io.grpc.CallOptions;
+import io.grpc.ClientCall;
 import io.grpc.ManagedChannel;
 import io.grpc.MethodDescriptor;
 import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
@@ -66,9 +67,72 @@ final class KonnectivityClient implements AutoCloseable {
             .build());
   }
 
+  /** A gRPC connection over TLS with a client certificate (ALPN h2, as gRPC clients require). */
+  static KonnectivityClient overTls(
+      InetSocketAddress address, java.io.File ca, java.io.File cert, java.io.File key)
+      throws javax.net.ssl.SSLException {
+    return new KonnectivityClient(
+        NettyChannelBuilder.forAddress(address)
+            .sslContext(
+                io.grpc.netty.shaded.io.grpc.netty.GrpcSslContexts.forClient()
+                    .trustManager(ca)
+                    .keyManager(cert, key)
+                    .build())
+            .overrideAuthority("127.0.0.1")
+            .build());
+  }
+
   /** A gRPC connection over plain TCP. */
   static KonnectivityClient overTcp(InetSocketAddress address) {
     return new KonnectivityClient(NettyChannelBuilder.forAddress(address).usePlaintext().build());
+  }
+
+  /**
+   * A call whose client takes the dial's answer and then reads nothing more, over a connection of
+   * its own with a fixed 64 KiB HTTP/2 window: the apiserver's slow reader (a stuck {@code kubectl
+   * logs -f}, say).
+   */
+  static SlowReader slowReader(Path socket, String address) throws Exception {
+    ManagedChannel ch =
+        NettyChannelBuilder.forAddress(new DomainSocketAddress(socket.toFile()))
+            .eventLoopGroup(GROUP)
+            .channelType(EpollDomainSocketChannel.class)
+            .flowControlWindow(64 * 1024)
+            .usePlaintext()
+            .build();
+    ClientCall<DynamicMessage, DynamicMessage> call = ch.newCall(PROXY, CallOptions.DEFAULT);
+    CompletableFuture<DynamicMessage> answer = new CompletableFuture<>();
+    call.start(
+        new ClientCall.Listener<>() {
+          @Override
+          public void onMessage(DynamicMessage p) {
+            if (p.hasField(fd("Packet", "dialResponse"))) {
+              answer.complete((DynamicMessage) field(p, "dialResponse"));
+            }
+          }
+
+          @Override
+          public void onClose(io.grpc.Status status, io.grpc.Metadata trailers) {
+            answer.completeExceptionally(status.asRuntimeException());
+          }
+        },
+        new io.grpc.Metadata());
+    call.request(1); // the DIAL_RSP, and nothing after it
+    long random = ThreadLocalRandom.current().nextLong(1, Long.MAX_VALUE);
+    call.sendMessage(packet(0, "dialRequest", dialRequest("tcp", address, random)));
+    long connectId = (Long) field(answer.get(30, TimeUnit.SECONDS), "connectID");
+    return new SlowReader(ch, call, connectId);
+  }
+
+  /** See {@link #slowReader}. */
+  record SlowReader(
+      ManagedChannel channel, ClientCall<DynamicMessage, DynamicMessage> call, long connectId)
+      implements AutoCloseable {
+    @Override
+    public void close() throws InterruptedException {
+      call.cancel("done", null);
+      channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
+    }
   }
 
   /** A dial's answer: the connection, or the DIAL_RSP error. */

@@ -37,7 +37,14 @@ public record SessionStatus(
    * @param ageMillis time since the dial was sent or received
    * @param bytesToPeer payload bytes sent to the peer
    * @param bytesFromPeer payload bytes received from the peer
+   * @param protocol the client's protocol on the server ({@code connect}, {@code grpc}), else null
    */
   public record Stream(
-      int id, String target, String state, long ageMillis, long bytesToPeer, long bytesFromPeer) {}
+      int id,
+      String target,
+      String state,
+      long ageMillis,
+      long bytesToPeer,
+      long bytesFromPeer,
+      String protocol) {}
 }

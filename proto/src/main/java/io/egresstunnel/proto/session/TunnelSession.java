@@ -249,7 +249,8 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
                         s.state().name().toLowerCase(java.util.Locale.ROOT),
                         (now - s.createdNanos()) / 1_000_000,
                         s.bytesToPeer(),
-                        s.bytesFromPeer()));
+                        s.bytesFromPeer(),
+                        s.protocol()));
               }
               AgentHello hello = role == Role.SERVER ? agentHello : ownHello;
               return new SessionStatus(

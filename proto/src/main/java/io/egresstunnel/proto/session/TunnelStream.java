@@ -48,6 +48,13 @@ public final class TunnelStream {
     CLOSED
   }
 
+  /**
+   * Set on a stream's local channel by the frontend that serves it ({@code connect}, {@code grpc}),
+   * for status pages.
+   */
+  public static final io.netty.util.AttributeKey<String> PROTOCOL =
+      io.netty.util.AttributeKey.valueOf(TunnelStream.class, "protocol");
+
   private final TunnelSession session;
   private final int id;
   private final String target;
@@ -101,6 +108,11 @@ public final class TunnelStream {
   /** Bytes of this stream written to the local socket whose writes have not completed yet. */
   public int bufferedToLocal() {
     return bufferedToLocal;
+  }
+
+  /** The protocol of the client this stream serves ({@link #PROTOCOL}), or null. */
+  public String protocol() {
+    return local == null ? null : local.attr(PROTOCOL).get();
   }
 
   /** Bytes read from the local socket and held because the stream has no credit. */

@@ -30,6 +30,9 @@ final class ProtocolDetector extends ByteToMessageDecoder {
 
   static final int CONNECTION_WINDOW = 16 * 1024 * 1024;
 
+  /** Stream resets a GRPC client may send per second before its connection is closed. */
+  static final int MAX_RESETS_PER_SECOND = 20_000;
+
   private final TunnelServer server;
 
   ProtocolDetector(TunnelServer server) {
@@ -54,6 +57,10 @@ final class ProtocolDetector extends ByteToMessageDecoder {
     ConnectHandler.removeFrom(p);
     Http2FrameCodec codec =
         Http2FrameCodecBuilder.forServer()
+            // konnectivity-client cancels every call once it has CLOSE_RSP: one RST_STREAM per
+            // dial, thousands a second on a shared connection. Netty's rapid-reset guard (200 per
+            // 30 s) would close a busy apiserver's connection, so it allows MAX_RESETS_PER_SECOND.
+            .decoderEnforceMaxRstFramesPerWindow(MAX_RESETS_PER_SECOND, 1)
             .initialSettings(
                 Http2Settings.defaultSettings()
                     .initialWindowSize(STREAM_WINDOW)

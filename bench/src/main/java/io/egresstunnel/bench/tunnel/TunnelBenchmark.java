@@ -43,7 +43,8 @@ import org.openjdk.jmh.annotations.Warmup;
  * <p>One JVM holds tunnel-server, a tunnel-agent for node 127.0.0.2 and the targets on 127.0.0.2;
  * squid (Debian package {@code squid}) runs as a child process. {@code path}: {@code direct} (plain
  * TCP to the target), {@code tunnel} (CONNECT → server → websocket → agent → target), {@code squid}
- * (CONNECT → squid → target).
+ * (CONNECT → squid → target), {@code grpc} (Konnectivity's GRPC → server → websocket → agent →
+ * target; one call per stream, all on one gRPC connection: {@link GrpcClient}).
  *
  * <p>Run: {@code java -jar bench/target/benchmarks.jar TunnelBenchmark}
  */
@@ -57,7 +58,7 @@ public class TunnelBenchmark {
   /** Bytes moved per throughput operation, split over the streams. */
   static final long BYTES_PER_OP = 256L << 20;
 
-  @Param({"direct", "tunnel", "squid"})
+  @Param({"direct", "tunnel", "grpc", "squid"})
   public String path;
 
   private TunnelServer server;
@@ -68,6 +69,7 @@ public class TunnelBenchmark {
   private Target echo;
   private InetSocketAddress proxy;
   private ExecutorService pool;
+  private GrpcClient grpc;
 
   @Setup(Level.Trial)
   public void setUp() throws Exception {
@@ -75,7 +77,7 @@ public class TunnelBenchmark {
     echo = new Target("127.0.0.2", Target::echo);
     pool = Executors.newCachedThreadPool();
     switch (path) {
-      case "tunnel" -> {
+      case "tunnel", "grpc" -> {
         // The agent may dial both targets: the sink is the kubelet port, the echo is --allow'ed.
         server =
             new TunnelServer(
@@ -102,6 +104,9 @@ public class TunnelBenchmark {
           Thread.sleep(20);
         }
         proxy = server.connectAddress();
+        if (path.equals("grpc")) {
+          grpc = new GrpcClient(proxy);
+        }
       }
       case "squid" -> proxy = startSquid();
       default -> proxy = null;
@@ -110,6 +115,9 @@ public class TunnelBenchmark {
 
   @TearDown(Level.Trial)
   public void tearDown() throws Exception {
+    if (grpc != null) {
+      grpc.close();
+    }
     if (agent != null) {
       agent.close();
     }
@@ -146,9 +154,9 @@ public class TunnelBenchmark {
   @BenchmarkMode(Mode.AverageTime)
   @OutputTimeUnit(TimeUnit.MICROSECONDS)
   public int newStream() throws Exception {
-    try (Socket s = open(echo)) {
-      s.getOutputStream().write(7);
-      return s.getInputStream().read();
+    try (Stream s = stream(echo)) {
+      s.out().write(7);
+      return s.in().read();
     }
   }
 
@@ -159,8 +167,8 @@ public class TunnelBenchmark {
       done.add(
           pool.submit(
               () -> {
-                try (Socket s = open(sink)) {
-                  OutputStream out = s.getOutputStream();
+                try (Stream s = stream(sink)) {
+                  OutputStream out = s.out();
                   // Length first: squid cannot half-close, so EOF cannot mark the end.
                   new java.io.DataOutputStream(out).writeLong(each);
                   byte[] buf = new byte[128 * 1024];
@@ -168,7 +176,7 @@ public class TunnelBenchmark {
                     out.write(buf, 0, (int) Math.min(buf.length, left));
                   }
                   out.flush();
-                  long received = s.getInputStream().read(); // the sink's receipt
+                  long received = s.in().read(); // the sink's receipt
                   if (received != 1) {
                     throw new IOException("no receipt from the sink");
                   }
@@ -181,6 +189,59 @@ public class TunnelBenchmark {
       total += f.get(120, TimeUnit.SECONDS);
     }
     return total;
+  }
+
+  /** A byte stream to a target: a socket, or a GRPC call. */
+  private interface Stream extends AutoCloseable {
+    InputStream in() throws IOException;
+
+    OutputStream out() throws IOException;
+
+    @Override
+    void close() throws IOException;
+  }
+
+  /** A stream to {@code target} by {@link #path}. */
+  private Stream stream(Target target) throws Exception {
+    if (grpc != null) {
+      GrpcClient.Conn c = grpc.dial(target.address());
+      return new Stream() {
+        private final InputStream in = c.in();
+        private final OutputStream out = c.out();
+
+        @Override
+        public InputStream in() {
+          return in;
+        }
+
+        @Override
+        public OutputStream out() {
+          return out;
+        }
+
+        @Override
+        public void close() {
+          c.close();
+        }
+      };
+    }
+    Socket s = open(target);
+    return new Stream() {
+      @Override
+      public InputStream in() throws IOException {
+        return s.getInputStream();
+      }
+
+      @Override
+      public OutputStream out() throws IOException {
+        return s.getOutputStream();
+      }
+
+      @Override
+      public void close() throws IOException {
+        s.close();
+      }
+    };
   }
 
   /** A socket to {@code target}: direct, or through the proxy after a 200 to the CONNECT. */

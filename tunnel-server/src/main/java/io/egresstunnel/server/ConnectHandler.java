@@ -215,26 +215,9 @@ final class ConnectHandler extends ChannelInboundHandlerAdapter {
   }
 
   /** This CONNECT's side of its dial: the 200 and the relay, or the failure's status. */
-  private final class Dialling implements TunnelDial.Client {
-    private final ChannelHandlerContext ctx;
-
+  private final class Dialling extends TunnelDial.ContextClient {
     Dialling(ChannelHandlerContext ctx) {
-      this.ctx = ctx;
-    }
-
-    @Override
-    public ServerMetrics.Protocol protocol() {
-      return ServerMetrics.Protocol.CONNECT;
-    }
-
-    @Override
-    public Channel channel() {
-      return ctx.channel();
-    }
-
-    @Override
-    public boolean movable() {
-      return true;
+      super(ctx, ServerMetrics.Protocol.CONNECT, true);
     }
 
     @Override

@@ -332,26 +332,9 @@ final class GrpcCall extends ChannelDuplexHandler {
   }
 
   /** This call's side of its dial: DIAL_RSP, then the relay. */
-  private final class Dialling implements TunnelDial.Client {
-    private final ChannelHandlerContext ctx;
-
+  private final class Dialling extends TunnelDial.ContextClient {
     Dialling(ChannelHandlerContext ctx) {
-      this.ctx = ctx;
-    }
-
-    @Override
-    public ServerMetrics.Protocol protocol() {
-      return ServerMetrics.Protocol.GRPC;
-    }
-
-    @Override
-    public Channel channel() {
-      return ctx.channel();
-    }
-
-    @Override
-    public boolean movable() {
-      return false;
+      super(ctx, ServerMetrics.Protocol.GRPC, false);
     }
 
     @Override

@@ -46,6 +46,37 @@ final class TunnelDial {
     void failed(HttpResponseStatus status, String reason);
   }
 
+  /** A frontend's client on a channel handler context: the parts every frontend shares. */
+  abstract static class ContextClient implements Client {
+    final io.netty.channel.ChannelHandlerContext ctx;
+    private final ServerMetrics.Protocol protocol;
+    private final boolean movable;
+
+    ContextClient(
+        io.netty.channel.ChannelHandlerContext ctx,
+        ServerMetrics.Protocol protocol,
+        boolean movable) {
+      this.ctx = ctx;
+      this.protocol = protocol;
+      this.movable = movable;
+    }
+
+    @Override
+    public ServerMetrics.Protocol protocol() {
+      return protocol;
+    }
+
+    @Override
+    public Channel channel() {
+      return ctx.channel();
+    }
+
+    @Override
+    public boolean movable() {
+      return movable;
+    }
+  }
+
   private final TunnelServer server;
   private final Client client;
   private final ConnectTarget target;

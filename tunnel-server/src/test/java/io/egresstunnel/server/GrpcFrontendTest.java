@@ -52,13 +52,7 @@ class GrpcFrontendTest {
     assumeTrue(Transport.supportsDomainHalfClosure(), "--uds needs epoll");
     dir = Files.createTempDirectory("grpc");
     uds = dir.resolve("konnectivity-server.socket");
-    fx =
-        new TunnelFixture(
-            ServerConfig.plain(
-                    EgressMode.POD,
-                    new InetSocketAddress("127.0.0.1", 0),
-                    new InetSocketAddress("127.0.0.1", 0))
-                .withUds(uds));
+    fx = udsServer(uds);
     agent = fx.startAgent(fx.agentConfig("node-g", NODE_IP, "127.7.1.0/24", EgressMode.POD));
     echo = new TestTarget("127.7.1.10", 0, TestTarget::echo);
     get =
@@ -78,6 +72,18 @@ class GrpcFrontendTest {
       get.close();
       fx.close();
     }
+  }
+
+  /**
+   * A server in pod mode with the CONNECT listener on loopback and on the Unix socket {@code sock}.
+   */
+  private static TunnelFixture udsServer(Path sock) throws Exception {
+    return new TunnelFixture(
+        ServerConfig.plain(
+                EgressMode.POD,
+                new InetSocketAddress("127.0.0.1", 0),
+                new InetSocketAddress("127.0.0.1", 0))
+            .withUds(sock));
   }
 
   private static String target(TestTarget t) {
@@ -185,13 +191,7 @@ class GrpcFrontendTest {
 
   @Test
   void aNodeWithoutAnAgentAnswersWithAnErrorAtOnce() throws Exception {
-    try (TunnelFixture other =
-            new TunnelFixture(
-                ServerConfig.plain(
-                        EgressMode.POD,
-                        new InetSocketAddress("127.0.0.1", 0),
-                        new InetSocketAddress("127.0.0.1", 0))
-                    .withUds(dir.resolve("other.sock")));
+    try (TunnelFixture other = udsServer(dir.resolve("other.sock"));
         KonnectivityClient client = KonnectivityClient.overUds(dir.resolve("other.sock"))) {
       TunnelAgent gone =
           other.startAgent(
@@ -414,13 +414,7 @@ class GrpcFrontendTest {
   @Test
   void aDrainRefusesNewDialsAndLetsOpenCallsFinish() throws Exception {
     Path sock = dir.resolve("drain.sock");
-    try (TunnelFixture other =
-            new TunnelFixture(
-                ServerConfig.plain(
-                        EgressMode.POD,
-                        new InetSocketAddress("127.0.0.1", 0),
-                        new InetSocketAddress("127.0.0.1", 0))
-                    .withUds(sock));
+    try (TunnelFixture other = udsServer(sock);
         KonnectivityClient client = KonnectivityClient.overUds(sock)) {
       other.startAgent(other.agentConfig("node-d", "127.0.7.3", "127.7.3.0/24", EgressMode.POD));
       try (TestTarget drainEcho = new TestTarget("127.7.3.10", 0, TestTarget::echo)) {

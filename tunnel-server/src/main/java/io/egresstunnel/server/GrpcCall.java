@@ -72,6 +72,9 @@ final class GrpcCall extends ChannelDuplexHandler {
 
   @Override
   public void channelActive(ChannelHandlerContext ctx) {
+    // When the connection goes, the call goes, even if its relay is stalled and reads nothing:
+    // Netty closes an HTTP/2 stream channel only once its queued frames are read.
+    ctx.channel().parent().closeFuture().addListener(f -> ctx.channel().close());
     ctx.read();
     ctx.fireChannelActive();
   }

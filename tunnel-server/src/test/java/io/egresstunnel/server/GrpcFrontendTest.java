@@ -441,4 +441,51 @@ class GrpcFrontendTest {
       }
     }
   }
+
+  /**
+   * The other way: a target that reads nothing stalls the client's upload at the stream's credit.
+   * The server stops reading the call (so HTTP/2 flow control holds the client back) and holds at
+   * most one read for it.
+   */
+  @Test
+  void aTargetThatReadsNothingStallsItsUploadWithinTheWindow() throws Exception {
+    java.util.concurrent.CountDownLatch release = new java.util.concurrent.CountDownLatch(1);
+    try (TestTarget deaf =
+            new TestTarget(
+                "127.7.1.14",
+                0,
+                s -> {
+                  try {
+                    release.await(60, TimeUnit.SECONDS); // reads nothing until the end
+                  } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                  }
+                });
+        KonnectivityClient client = KonnectivityClient.overUds(uds)) {
+      KonnectivityClient.Conn c = client.dial(target(deaf)).conn();
+      byte[] chunk = new byte[64 * 1024];
+      for (int i = 0; i < 128; i++) { // 8 MiB, far more than windows and socket buffers hold
+        c.write(chunk, 0, chunk.length);
+      }
+      TunnelStream stream =
+          await()
+              .atMost(Duration.ofSeconds(10))
+              .until(
+                  () ->
+                      fx.streams("node-g").stream()
+                          .filter(s -> s.target().equals(target(deaf)))
+                          .findFirst()
+                          .orElse(null),
+                  java.util.Objects::nonNull);
+      await()
+          .atMost(Duration.ofSeconds(20))
+          .until(() -> onLoop(stream, s -> s.isCreditStalled() ? 1L : 0L) == 1L);
+      long sent = onLoop(stream, TunnelStream::bytesToPeer);
+      assertThat(onLoop(stream, s -> (long) s.heldForPeer()))
+          .as("bytes held for a stalled upload")
+          .isLessThanOrEqualTo(256 * 1024);
+      assertThat(sent).as("bytes sent towards the deaf target").isLessThan(8L << 20);
+      release.countDown();
+    }
+  }
 }

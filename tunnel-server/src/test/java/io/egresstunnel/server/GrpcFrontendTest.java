@@ -363,16 +363,7 @@ class GrpcFrontendTest {
             new TestTarget(
                 "127.7.1.13", 0, s -> Transfers.writeRandom(s.getOutputStream(), 1L << 40, 3));
         KonnectivityClient.SlowReader slow = KonnectivityClient.slowReader(uds, target(flood))) {
-      TunnelStream stream =
-          await()
-              .atMost(Duration.ofSeconds(10))
-              .until(
-                  () ->
-                      fx.streams("node-g").stream()
-                          .filter(s -> s.target().equals(target(flood)))
-                          .findFirst()
-                          .orElse(null),
-                  java.util.Objects::nonNull);
+      TunnelStream stream = streamTo(flood);
       // Wait until the flood has stalled: nothing more arrives from the agent.
       long[] last = {-1};
       await()
@@ -403,6 +394,19 @@ class GrpcFrontendTest {
       }
       assertThat(onLoop(stream, TunnelStream::bytesFromPeer)).isEqualTo(last[0]);
     }
+  }
+
+  /** The server's stream to {@code t}, once it is open. */
+  private static TunnelStream streamTo(TestTarget t) {
+    return await()
+        .atMost(Duration.ofSeconds(10))
+        .until(
+            () ->
+                fx.streams("node-g").stream()
+                    .filter(s -> s.target().equals(target(t)))
+                    .findFirst()
+                    .orElse(null),
+            java.util.Objects::nonNull);
   }
 
   private static Long onLoop(
@@ -467,16 +471,7 @@ class GrpcFrontendTest {
       for (int i = 0; i < 128; i++) { // 8 MiB, far more than windows and socket buffers hold
         c.write(chunk, 0, chunk.length);
       }
-      TunnelStream stream =
-          await()
-              .atMost(Duration.ofSeconds(10))
-              .until(
-                  () ->
-                      fx.streams("node-g").stream()
-                          .filter(s -> s.target().equals(target(deaf)))
-                          .findFirst()
-                          .orElse(null),
-                  java.util.Objects::nonNull);
+      TunnelStream stream = streamTo(deaf);
       await()
           .atMost(Duration.ofSeconds(20))
           .until(() -> onLoop(stream, s -> s.isCreditStalled() ? 1L : 0L) == 1L);

@@ -58,6 +58,33 @@ class KeepaliveTest {
     }
   }
 
+  /** The same for a GRPC call (over TCP, so that both transports run it). */
+  @Test
+  void aQuietGrpcCallOutlivesThreePingTimeouts() throws Exception {
+    try (TunnelFixture fx =
+            new TunnelFixture(EgressMode.AGENT, l -> l.withPing(PING_INTERVAL, PING_TIMEOUT));
+        TestTarget echo = new TestTarget("127.0.4.2", 0, TestTarget::echo);
+        KonnectivityClient client = KonnectivityClient.overTcp(fx.proxy())) {
+      AgentConfig config = fx.agentConfig("node-quiet-grpc", "127.0.4.2", null, EgressMode.AGENT);
+      fx.startAgent(
+          config
+              .withKubeletPort(echo.port())
+              .withLimits(config.limits().withPing(PING_INTERVAL, PING_TIMEOUT)));
+      TunnelSession session = fx.session("node-quiet-grpc");
+      KonnectivityClient.Conn call = client.dial(echo.address() + ":" + echo.port()).conn();
+      call.write("hello".getBytes(StandardCharsets.UTF_8), 0, 5);
+      assertThat(new String(call.read(10), StandardCharsets.UTF_8)).isEqualTo("hello");
+
+      await().during(QUIET).atMost(QUIET.plusSeconds(5)).until(() -> session.channel().isActive());
+      assertThat(fx.session("node-quiet-grpc")).isSameAs(session);
+      assertThat(fx.streams("node-quiet-grpc")).hasSize(1);
+
+      call.write("still there".getBytes(StandardCharsets.UTF_8), 0, 11);
+      assertThat(new String(call.read(10), StandardCharsets.UTF_8)).isEqualTo("still there");
+      assertThat(call.close()).isEmpty();
+    }
+  }
+
   private static String roundTrip(Socket client, String message) throws Exception {
     OutputStream out = client.getOutputStream();
     byte[] bytes = message.getBytes(StandardCharsets.UTF_8);

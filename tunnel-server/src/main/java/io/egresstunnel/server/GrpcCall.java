@@ -95,13 +95,30 @@ final class GrpcCall extends ChannelDuplexHandler {
         if (data.isEndStream() && state != State.ENDED) {
           onClientEnd(ctx); // konnectivity-client never half-closes; take it as CLOSE_REQ
         }
-      } else if (msg instanceof Http2ResetFrame) {
-        state = State.ENDED; // the client cancelled the call: nothing more can reach it
-        ctx.close();
       }
     } finally {
       ReferenceCountUtil.release(msg);
     }
+  }
+
+  /**
+   * Netty hands a stream's RST_STREAM over as an event, at once, rather than behind the DATA frames
+   * that a stalled relay has not read: the client cancelled the call, so it ends now, whatever it
+   * still holds, and the stream to the target is reset with it.
+   */
+  @Override
+  public void userEventTriggered(ChannelHandlerContext ctx, Object evt) {
+    if (evt instanceof Http2ResetFrame) {
+      boolean cut = state == State.CONNECTED && !closeRequested;
+      state = State.ENDED;
+      if (cut) {
+        HalfClose.abort(ctx.channel());
+      } else {
+        ctx.close();
+      }
+      return;
+    }
+    ctx.fireUserEventTriggered(evt);
   }
 
   @Override

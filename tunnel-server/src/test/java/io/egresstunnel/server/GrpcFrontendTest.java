@@ -483,4 +483,43 @@ class GrpcFrontendTest {
       release.countDown();
     }
   }
+
+  /**
+   * On a shared connection, a client that cancels a call whose upload is stalled (its target reads
+   * nothing) frees the stream at once: the reset is not stuck behind the frames the call holds.
+   */
+  @Test
+  void aCancelledStalledCallIsFreedAtOnce() throws Exception {
+    java.util.concurrent.CountDownLatch release = new java.util.concurrent.CountDownLatch(1);
+    try (TestTarget deaf =
+            new TestTarget(
+                "127.7.1.15",
+                0,
+                s -> {
+                  try {
+                    release.await(60, TimeUnit.SECONDS);
+                  } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                  }
+                });
+        KonnectivityClient client = KonnectivityClient.overUds(uds)) {
+      KonnectivityClient.Conn c = client.dial(target(deaf)).conn();
+      byte[] chunk = new byte[64 * 1024];
+      for (int i = 0; i < 64; i++) {
+        c.write(chunk, 0, chunk.length);
+      }
+      TunnelStream stream = streamTo(deaf);
+      await()
+          .atMost(Duration.ofSeconds(20))
+          .until(() -> onLoop(stream, s -> s.isCreditStalled() ? 1L : 0L) == 1L);
+
+      c.requests.onError(io.grpc.Status.CANCELLED.asRuntimeException()); // RST_STREAM
+
+      await()
+          .atMost(Duration.ofSeconds(5))
+          .until(
+              () -> fx.streams("node-g").stream().noneMatch(s -> s.target().equals(target(deaf))));
+      release.countDown();
+    }
+  }
 }

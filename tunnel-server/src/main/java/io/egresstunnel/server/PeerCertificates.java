@@ -9,16 +9,16 @@ import javax.naming.ldap.LdapName;
 import javax.net.ssl.SSLPeerUnverifiedException;
 
 /** The client certificate a TLS handshake verified, and the name in it. */
-final class PeerCertificates {
+public final class PeerCertificates {
   private PeerCertificates() {}
 
   /** The verified client certificate of the channel, or null (no TLS, or no certificate). */
-  static X509Certificate of(ChannelHandlerContext ctx) {
+  public static X509Certificate of(ChannelHandlerContext ctx) {
     return of(ctx.channel());
   }
 
   /** As {@link #of(ChannelHandlerContext)}; an HTTP/2 stream's is its connection's. */
-  static X509Certificate of(io.netty.channel.Channel ch) {
+  public static X509Certificate of(io.netty.channel.Channel ch) {
     while (ch.parent() != null && ch.pipeline().get(SslHandler.class) == null) {
       ch = ch.parent();
     }
@@ -35,7 +35,7 @@ final class PeerCertificates {
   }
 
   /** The most specific CN of the certificate's subject, or null. */
-  static String commonName(X509Certificate cert) {
+  public static String commonName(X509Certificate cert) {
     try {
       var rdns = new LdapName(cert.getSubjectX500Principal().getName()).getRdns();
       for (int i = rdns.size() - 1; i >= 0; i--) {

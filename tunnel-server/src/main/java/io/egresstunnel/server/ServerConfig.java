@@ -24,6 +24,7 @@ import java.util.List;
  * @param kubernetes where routes come from the Kubernetes API, or null for agent hellos
  * @param security agent authentication, TLS versions and suites, Unix socket access
  * @param routing what happens to targets whose node has no agent connected
+ * @param apiserverProtocol which protocols the CONNECT listeners speak
  */
 public record ServerConfig(
     EgressMode mode,
@@ -38,7 +39,8 @@ public record ServerConfig(
     Limits limits,
     Kubernetes kubernetes,
     Security security,
-    Routing routing) {
+    Routing routing,
+    ApiserverProtocol apiserverProtocol) {
 
   /** A config with the default {@link Routing}. */
   public ServerConfig(
@@ -67,7 +69,60 @@ public record ServerConfig(
         limits,
         kubernetes,
         security,
-        Routing.defaults());
+        Routing.defaults(),
+        ApiserverProtocol.AUTO);
+  }
+
+  /**
+   * The protocols the apiserver may speak on the CONNECT listeners: both, told apart per connection
+   * by its first bytes (the default), or one alone; a client of the other gets a clear refusal in
+   * its own protocol.
+   */
+  public enum ApiserverProtocol {
+    AUTO,
+    HTTP_CONNECT,
+    GRPC;
+
+    /** The flag's spelling. */
+    public String flagValue() {
+      return name().toLowerCase(java.util.Locale.ROOT).replace('_', '-');
+    }
+
+    public static ApiserverProtocol parse(String s) {
+      for (ApiserverProtocol p : values()) {
+        if (p.flagValue().equalsIgnoreCase(s.trim())) {
+          return p;
+        }
+      }
+      throw new IllegalArgumentException(
+          "--apiserver-protocol " + s + " is not one of auto, http-connect, grpc");
+    }
+
+    public boolean servesConnect() {
+      return this != GRPC;
+    }
+
+    public boolean servesGrpc() {
+      return this != HTTP_CONNECT;
+    }
+  }
+
+  public ServerConfig withApiserverProtocol(ApiserverProtocol p) {
+    return new ServerConfig(
+        mode,
+        connectListen,
+        udsPath,
+        agentListen,
+        adminListen,
+        tls,
+        agentTls,
+        serverId,
+        serverCount,
+        limits,
+        kubernetes,
+        security,
+        routing,
+        p);
   }
 
   /**
@@ -108,7 +163,8 @@ public record ServerConfig(
         limits,
         kubernetes,
         security,
-        newRouting);
+        newRouting,
+        apiserverProtocol);
   }
 
   /**
@@ -407,7 +463,8 @@ public record ServerConfig(
         newLimits,
         kubernetes,
         security,
-        routing);
+        routing,
+        apiserverProtocol);
   }
 
   public ServerConfig withKubernetes(Kubernetes k) {
@@ -424,7 +481,8 @@ public record ServerConfig(
         limits,
         k,
         security,
-        routing);
+        routing,
+        apiserverProtocol);
   }
 
   public ServerConfig withAgentTokenFile(Path tokens) {
@@ -446,7 +504,8 @@ public record ServerConfig(
         limits,
         kubernetes,
         security,
-        routing);
+        routing,
+        apiserverProtocol);
   }
 
   /** The admin listener (health, status) on {@code address}. */
@@ -464,7 +523,8 @@ public record ServerConfig(
         limits,
         kubernetes,
         security,
-        routing);
+        routing,
+        apiserverProtocol);
   }
 
   /** TLS on the CONNECT listener and on the agent listener (either may be null). */
@@ -482,7 +542,8 @@ public record ServerConfig(
         limits,
         kubernetes,
         security,
-        routing);
+        routing,
+        apiserverProtocol);
   }
 
   public ServerConfig withSecurity(Security newSecurity) {
@@ -499,6 +560,7 @@ public record ServerConfig(
         limits,
         kubernetes,
         newSecurity,
-        routing);
+        routing,
+        apiserverProtocol);
   }
 }

@@ -16,6 +16,13 @@ import io.egresstunnel.routing.DeclaredRouter;
 import io.egresstunnel.routing.KubernetesClients;
 import io.egresstunnel.routing.KubernetesRouteSource;
 import io.egresstunnel.routing.Router;
+import io.egresstunnel.server.admin.AdminEndpoints;
+import io.egresstunnel.server.admin.ServerMetrics;
+import io.egresstunnel.server.agents.AgentAuthHandler;
+import io.egresstunnel.server.agents.AgentAuthenticator;
+import io.egresstunnel.server.agents.AgentRegistry;
+import io.egresstunnel.server.frontend.ConnectHandler;
+import io.egresstunnel.server.frontend.ProtocolDetector;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.netty.bootstrap.ServerBootstrap;
 import io.netty.channel.Channel;
@@ -187,9 +194,10 @@ public final class TunnelServer implements AutoCloseable {
       }
       started = true;
       log.info(
-          "tunnel-server {} up: mode {}, {} transport, limits {}",
+          "tunnel-server {} up: mode {}, apiserver protocol {}, {} transport, limits {}",
           config.serverId(),
           config.mode().flagValue(),
+          config.apiserverProtocol().flagValue(),
           Transport.name(),
           config.limits());
       return this;
@@ -406,22 +414,22 @@ public final class TunnelServer implements AutoCloseable {
     return metrics;
   }
 
-  TargetDialer dialer() {
+  public TargetDialer dialer() {
     return dialer;
   }
 
   /** A CONNECT dialled directly (no agent): what status pages show of it. */
-  record DirectStream(String target, long startNanos, String protocol) {}
+  public record DirectStream(String target, long startNanos, String protocol) {}
 
   /** Records a direct stream for status and drain; it is forgotten when the client closes. */
-  void directStreamStarted(Channel client, String target) {
+  public void directStreamStarted(Channel client, String target) {
     directStreams.put(
         client,
         new DirectStream(target, System.nanoTime(), client.attr(TunnelStream.PROTOCOL).get()));
     client.closeFuture().addListener(f -> directStreams.remove(client));
   }
 
-  Map<Channel, DirectStream> directStreams() {
+  public Map<Channel, DirectStream> directStreams() {
     return directStreams;
   }
 

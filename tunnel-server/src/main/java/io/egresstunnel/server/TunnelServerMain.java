@@ -7,6 +7,7 @@ import io.egresstunnel.proto.config.Lifecycle;
 import io.egresstunnel.proto.config.Units;
 import io.egresstunnel.proto.net.TlsOptions;
 import io.egresstunnel.routing.EgressMode;
+import io.egresstunnel.server.admin.StatusCommand;
 import io.prometheus.metrics.instrumentation.jvm.JvmMetrics;
 import io.prometheus.metrics.model.registry.PrometheusRegistry;
 import java.net.InetAddress;
@@ -64,6 +65,17 @@ public final class TunnelServerMain implements Callable<Integer> {
       defaultValue = "127.0.0.1:8090",
       description = "Where the apiserver sends CONNECT (TCP). Default: ${DEFAULT-VALUE}.")
   String connectListen;
+
+  @Option(
+      names = "--apiserver-protocol",
+      paramLabel = "PROTOCOL",
+      defaultValue = "auto",
+      description =
+          "What the CONNECT listeners (TCP, TLS and --uds) speak: auto (HTTP CONNECT and"
+              + " Konnectivity's GRPC, told apart per connection; the apiserver's proxyProtocol"
+              + " decides), http-connect, or grpc. A client of the other protocol is refused with"
+              + " a message that says which to configure. Default: ${DEFAULT-VALUE}.")
+  String apiserverProtocol;
 
   @Option(
       names = "--uds",
@@ -457,7 +469,8 @@ public final class TunnelServerMain implements Callable<Integer> {
         new ServerConfig.Routing(
             Units.parsePositiveDuration("--departed-node-ttl", departedNodeTtl),
             Limits.check("--max-departed-nodes", maxDepartedNodes, 0, Integer.MAX_VALUE),
-            fallbackDirect));
+            fallbackDirect),
+        ServerConfig.ApiserverProtocol.parse(apiserverProtocol));
   }
 
   private ServerConfig.Security security(ServerConfig.Kubernetes kubernetes) {

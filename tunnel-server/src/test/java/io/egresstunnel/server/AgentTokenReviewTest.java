@@ -7,6 +7,7 @@ import io.egresstunnel.agent.AgentConfig;
 import io.egresstunnel.agent.TunnelAgent;
 import io.egresstunnel.proto.Cidr;
 import io.egresstunnel.routing.EgressMode;
+import io.egresstunnel.server.agents.TokenReviewAuthenticator;
 import io.fabric8.kubernetes.api.model.authentication.TokenReview;
 import io.fabric8.kubernetes.api.model.authentication.TokenReviewBuilder;
 import io.fabric8.kubernetes.client.KubernetesClient;

@@ -3,6 +3,7 @@ package io.egresstunnel.server;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import io.egresstunnel.routing.EgressMode;
+import io.egresstunnel.server.frontend.ConnectTarget;
 import io.netty.handler.codec.http.HttpResponseStatus;
 import io.netty.util.NetUtil;
 import java.io.BufferedInputStream;

@@ -6,6 +6,7 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.assertj.core.api.Assertions.fail;
 
 import io.egresstunnel.proto.Limits;
+import io.egresstunnel.server.frontend.ConnectTarget;
 import io.netty.util.NetUtil;
 import java.util.ArrayList;
 import java.util.List;

@@ -8,6 +8,7 @@ import io.egresstunnel.agent.TunnelAgent;
 import io.egresstunnel.proto.net.Transport;
 import io.egresstunnel.proto.session.TunnelStream;
 import io.egresstunnel.routing.EgressMode;
+import io.egresstunnel.server.admin.ServerStatus;
 import java.io.OutputStream;
 import java.net.InetSocketAddress;
 import java.net.Socket;

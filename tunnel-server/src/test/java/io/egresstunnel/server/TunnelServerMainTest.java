@@ -82,6 +82,12 @@ class TunnelServerMainTest {
     assertThat(c.security().tls().minVersion()).isEqualTo("VersionTLS12");
     assertThat(c.security().tls().cipherSuites()).isEmpty();
     assertThat(c.security().agentAuth().required()).isFalse();
+    assertThat(c.apiserverProtocol()).isEqualTo(ServerConfig.ApiserverProtocol.AUTO);
+    TunnelServerMain pinned = new TunnelServerMain();
+    TunnelServerMain.commandLine(pinned)
+        .parseArgs("--server-id", "s1", "--apiserver-protocol", "http-connect");
+    assertThat(pinned.toConfig().apiserverProtocol())
+        .isEqualTo(ServerConfig.ApiserverProtocol.HTTP_CONNECT);
   }
 
   @Test
@@ -157,5 +163,9 @@ class TunnelServerMainTest {
     TunnelServerMain dur = new TunnelServerMain();
     TunnelServerMain.commandLine(dur).parseArgs("--dial-timeout", "soon", "--server-id", "s");
     assertThatThrownBy(dur::toConfig).hasMessageContaining("not a duration: 'soon'");
+    TunnelServerMain proto = new TunnelServerMain();
+    TunnelServerMain.commandLine(proto).parseArgs("--apiserver-protocol", "h2", "--server-id", "s");
+    assertThatThrownBy(proto::toConfig)
+        .hasMessage("--apiserver-protocol h2 is not one of auto, http-connect, grpc");
   }
 }

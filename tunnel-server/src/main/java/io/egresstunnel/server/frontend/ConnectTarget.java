@@ -1,4 +1,4 @@
-package io.egresstunnel.server;
+package io.egresstunnel.server.frontend;
 
 import io.egresstunnel.proto.Limits;
 import io.netty.util.NetUtil;
@@ -12,9 +12,9 @@ import io.netty.util.NetUtil;
  * 167772161} as an address, which the router would take as a name and route differently), an IPv6
  * literal has no zone and no nested brackets, and the port is ASCII digits.
  */
-record ConnectTarget(String host, int port) {
+public record ConnectTarget(String host, int port) {
 
-  static ConnectTarget parse(String authority) {
+  public static ConnectTarget parse(String authority) {
     String expected = "expected host:port, got '" + printable(authority) + "'";
     int colon = authority.lastIndexOf(':');
     if (colon <= 0 || colon == authority.length() - 1) {

@@ -1,7 +1,8 @@
-package io.egresstunnel.server;
+package io.egresstunnel.server.agents;
 
 import com.github.benmanes.caffeine.cache.AsyncCache;
 import com.github.benmanes.caffeine.cache.Caffeine;
+import io.egresstunnel.server.ServerConfig;
 import io.fabric8.kubernetes.api.model.authentication.TokenReview;
 import io.fabric8.kubernetes.api.model.authentication.TokenReviewBuilder;
 import io.fabric8.kubernetes.api.model.authentication.TokenReviewStatus;
@@ -25,12 +26,12 @@ import java.util.concurrent.Executors;
  * <p>A token bound to a pod carries the pod's node in its claims; the API server reports it as the
  * {@value #NODE_NAME_EXTRA} extra, and the agent may then speak only for that node.
  */
-final class TokenReviewAuthenticator implements AutoCloseable {
+public final class TokenReviewAuthenticator implements AutoCloseable {
   private static final org.slf4j.Logger log =
       org.slf4j.LoggerFactory.getLogger(TokenReviewAuthenticator.class);
 
   /** The user extra that names the node of the pod a token is bound to (Kubernetes 1.30+). */
-  static final String NODE_NAME_EXTRA = "authentication.kubernetes.io/node-name";
+  public static final String NODE_NAME_EXTRA = "authentication.kubernetes.io/node-name";
 
   /** What the API said of a token. */
   record Review(boolean authenticated, String username, String node, String error) {}

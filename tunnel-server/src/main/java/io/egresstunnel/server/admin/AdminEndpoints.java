@@ -1,8 +1,10 @@
-package io.egresstunnel.server;
+package io.egresstunnel.server.admin;
 
 import io.egresstunnel.proto.net.AdminHttp;
 import io.egresstunnel.proto.net.AdminHttp.Endpoint;
 import io.egresstunnel.proto.net.AdminHttp.Response;
+import io.egresstunnel.server.TunnelServer;
+import io.egresstunnel.server.frontend.ConnectTarget;
 import io.netty.handler.codec.http.HttpResponseStatus;
 import io.netty.handler.codec.http.QueryStringDecoder;
 import java.nio.charset.StandardCharsets;
@@ -21,14 +23,14 @@ import java.util.Map;
  *   <li>{@code /status}: agents and open streams as JSON ({@link ServerStatus}).
  * </ul>
  */
-final class AdminEndpoints {
+public final class AdminEndpoints {
   private final TunnelServer server;
 
   private AdminEndpoints(TunnelServer server) {
     this.server = server;
   }
 
-  static Map<String, Endpoint> of(TunnelServer server) {
+  public static Map<String, Endpoint> of(TunnelServer server) {
     AdminEndpoints e = new AdminEndpoints(server);
     return Map.of(
         "/healthz", Endpoint.of(q -> Response.text(HttpResponseStatus.OK, "ok")),

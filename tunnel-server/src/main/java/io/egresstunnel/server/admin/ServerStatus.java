@@ -1,4 +1,4 @@
-package io.egresstunnel.server;
+package io.egresstunnel.server.admin;
 
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.DeserializationFeature;
@@ -6,6 +6,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import io.egresstunnel.proto.session.SessionStatus;
 import io.egresstunnel.proto.session.TunnelSession;
+import io.egresstunnel.server.TunnelServer;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
@@ -18,7 +19,7 @@ import java.util.concurrent.CompletableFuture;
  * {@code /status}, and shown as tables by {@code tunnel-server status}. Each session is asked on
  * its own event loop, so nothing is read across threads.
  */
-final class ServerStatus {
+public final class ServerStatus {
   private static final ObjectMapper JSON =
       new ObjectMapper()
           .enable(SerializationFeature.INDENT_OUTPUT)
@@ -61,7 +62,7 @@ final class ServerStatus {
    * @param state its state (docs/protocol.md), or {@code direct}
    * @param protocol the apiserver's protocol: {@code connect} or {@code grpc}
    */
-  record Stream(
+  public record Stream(
       String target,
       String node,
       long ageMillis,
@@ -71,7 +72,7 @@ final class ServerStatus {
       String protocol) {}
 
   /** Everything {@code /status} says. */
-  record Report(
+  public record Report(
       String serverId,
       String mode,
       boolean ready,
@@ -79,7 +80,7 @@ final class ServerStatus {
       List<Agent> agents,
       List<Stream> streams) {}
 
-  static CompletableFuture<Report> collect(TunnelServer server) {
+  public static CompletableFuture<Report> collect(TunnelServer server) {
     List<CompletableFuture<SessionStatus>> asks = new ArrayList<>();
     for (TunnelSession s : server.registry().allSessions()) {
       CompletableFuture<SessionStatus> ask = new CompletableFuture<>();

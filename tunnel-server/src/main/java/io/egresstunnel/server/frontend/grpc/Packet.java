@@ -1,4 +1,4 @@
-package io.egresstunnel.server.grpc;
+package io.egresstunnel.server.frontend.grpc;
 
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.ByteBufAllocator;

@@ -1,4 +1,4 @@
-package io.egresstunnel.server.grpc;
+package io.egresstunnel.server.frontend.grpc;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;

@@ -1,6 +1,7 @@
-package io.egresstunnel.server;
+package io.egresstunnel.server.agents;
 
 import io.egresstunnel.proto.session.SessionPipeline;
+import io.egresstunnel.server.PeerCertificates;
 import io.fabric8.kubernetes.client.KubernetesClientException;
 import io.netty.buffer.Unpooled;
 import io.netty.channel.ChannelFutureListener;
@@ -30,7 +31,7 @@ import org.slf4j.LoggerFactory;
  * TokenReview is out, the channel reads nothing; a review slower than the handshake timeout gets
  * 503.
  */
-final class AgentAuthHandler extends ChannelInboundHandlerAdapter {
+public final class AgentAuthHandler extends ChannelInboundHandlerAdapter {
   private static final Logger log = LoggerFactory.getLogger(AgentAuthHandler.class);
 
   /** The node an agent authenticated for; its hello must declare the same node. */
@@ -43,7 +44,7 @@ final class AgentAuthHandler extends ChannelInboundHandlerAdapter {
   private final long timeoutMillis;
   private final java.util.function.BooleanSupplier draining;
 
-  AgentAuthHandler(
+  public AgentAuthHandler(
       AgentAuthenticator authenticator,
       AgentRegistry registry,
       int maxAgents,

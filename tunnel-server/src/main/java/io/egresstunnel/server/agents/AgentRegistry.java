@@ -1,4 +1,4 @@
-package io.egresstunnel.server;
+package io.egresstunnel.server.agents;
 
 import com.github.benmanes.caffeine.cache.Cache;
 import com.github.benmanes.caffeine.cache.Caffeine;

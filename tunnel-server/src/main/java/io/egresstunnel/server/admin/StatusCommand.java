@@ -1,4 +1,4 @@
-package io.egresstunnel.server;
+package io.egresstunnel.server.admin;
 
 import java.io.PrintWriter;
 import java.net.URI;
@@ -21,7 +21,7 @@ import picocli.CommandLine.Spec;
           + " last heard) and open streams (target, node, age, bytes, state), read from its"
           + " admin listener's /status."
     })
-final class StatusCommand implements Callable<Integer> {
+public final class StatusCommand implements Callable<Integer> {
   @Spec CommandSpec spec;
 
   @Option(

@@ -1,4 +1,4 @@
-package io.egresstunnel.server;
+package io.egresstunnel.server.frontend;
 
 import io.egresstunnel.proto.DialStatus;
 import io.egresstunnel.proto.net.TargetDialer;
@@ -6,6 +6,10 @@ import io.egresstunnel.proto.session.DialFailedException;
 import io.egresstunnel.proto.session.TunnelSession;
 import io.egresstunnel.proto.session.TunnelStream;
 import io.egresstunnel.routing.Route;
+import io.egresstunnel.server.PeerCertificates;
+import io.egresstunnel.server.ServerConfig;
+import io.egresstunnel.server.TunnelServer;
+import io.egresstunnel.server.admin.ServerMetrics;
 import io.netty.channel.Channel;
 import io.netty.handler.codec.http.HttpResponseStatus;
 import io.netty.util.concurrent.Future;
@@ -90,8 +94,26 @@ final class TunnelDial {
   }
 
   /**
-   * Why a client may not dial at all (a certificate name not allowed, the server draining), or
-   * null. Checked before the request's target is looked at.
+   * Why a client of {@code protocol} is refused when the server is pinned to the other, or null.
+   */
+  static String protocolRefusal(TunnelServer server, ServerMetrics.Protocol protocol) {
+    ServerConfig.ApiserverProtocol pinned = server.config().apiserverProtocol();
+    if (protocol == ServerMetrics.Protocol.GRPC && !pinned.servesGrpc()) {
+      return "this tunnel server serves HTTP CONNECT only (--apiserver-protocol "
+          + pinned.flagValue()
+          + "); configure the apiserver's egress selector with proxyProtocol: HTTPConnect";
+    }
+    if (protocol == ServerMetrics.Protocol.CONNECT && !pinned.servesConnect()) {
+      return "this tunnel server serves GRPC only (--apiserver-protocol "
+          + pinned.flagValue()
+          + "); configure the apiserver's egress selector with proxyProtocol: GRPC";
+    }
+    return null;
+  }
+
+  /**
+   * Why a client may not dial at all (a certificate name not allowed), or null. Checked before the
+   * request's target is looked at.
    */
   static String refusal(TunnelServer server, X509Certificate peer) {
     List<String> allowed = server.config().security().clientAllowedNames();

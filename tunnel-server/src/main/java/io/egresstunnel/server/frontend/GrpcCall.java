@@ -1,10 +1,13 @@
-package io.egresstunnel.server;
+package io.egresstunnel.server.frontend;
 
 import io.egresstunnel.proto.metrics.TunnelMetrics;
 import io.egresstunnel.proto.net.HalfClose;
 import io.egresstunnel.proto.net.Splice;
 import io.egresstunnel.proto.session.TunnelStream;
-import io.egresstunnel.server.grpc.Packet;
+import io.egresstunnel.server.PeerCertificates;
+import io.egresstunnel.server.TunnelServer;
+import io.egresstunnel.server.admin.ServerMetrics;
+import io.egresstunnel.server.frontend.grpc.Packet;
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.CompositeByteBuf;
 import io.netty.buffer.Unpooled;
@@ -156,6 +159,11 @@ final class GrpcCall extends ChannelDuplexHandler {
     }
     if (h.contains("grpc-encoding") && !"identity".contentEquals(h.get("grpc-encoding"))) {
       endWithStatus(ctx, 12, "grpc-encoding " + h.get("grpc-encoding") + " is not supported");
+      return;
+    }
+    String refusal = TunnelDial.protocolRefusal(server, ServerMetrics.Protocol.GRPC);
+    if (refusal != null) {
+      endWithStatus(ctx, 12, refusal); // UNIMPLEMENTED, before any dial
       return;
     }
     state = State.WAITING_DIAL;

@@ -1,9 +1,12 @@
-package io.egresstunnel.server;
+package io.egresstunnel.server.frontend;
 
 import io.egresstunnel.proto.metrics.TunnelMetrics;
 import io.egresstunnel.proto.net.HalfClose;
 import io.egresstunnel.proto.net.Splice;
 import io.egresstunnel.proto.session.TunnelStream;
+import io.egresstunnel.server.PeerCertificates;
+import io.egresstunnel.server.TunnelServer;
+import io.egresstunnel.server.admin.ServerMetrics;
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.Unpooled;
 import io.netty.channel.Channel;
@@ -40,7 +43,7 @@ import org.slf4j.LoggerFactory;
  * <p>The channel runs with AUTO_READ off: this handler reads until it has one request, then reads
  * nothing more until the relay takes over.
  */
-final class ConnectHandler extends ChannelInboundHandlerAdapter {
+public final class ConnectHandler extends ChannelInboundHandlerAdapter {
   private static final Logger log = LoggerFactory.getLogger(ConnectHandler.class);
   private static final String HTTP_DECODER = "http-decoder";
   private static final String HTTP_ENCODER = "http-encoder";
@@ -55,7 +58,7 @@ final class ConnectHandler extends ChannelInboundHandlerAdapter {
   private Object inputEnd;
   private io.netty.util.concurrent.ScheduledFuture<?> requestTimer;
 
-  ConnectHandler(TunnelServer server) {
+  public ConnectHandler(TunnelServer server) {
     this.server = server;
   }
 
@@ -177,7 +180,10 @@ final class ConnectHandler extends ChannelInboundHandlerAdapter {
           "HTTP version " + request.protocolVersion() + " is not supported; use HTTP/1.1");
       return;
     }
-    String refusal = TunnelDial.refusal(server, PeerCertificates.of(ctx));
+    String refusal = TunnelDial.protocolRefusal(server, ServerMetrics.Protocol.CONNECT);
+    if (refusal == null) {
+      refusal = TunnelDial.refusal(server, PeerCertificates.of(ctx));
+    }
     if (refusal != null) {
       respond(ctx, HttpResponseStatus.FORBIDDEN, refusal);
       return;
@@ -265,7 +271,7 @@ final class ConnectHandler extends ChannelInboundHandlerAdapter {
    * pipelined behind it (a TLS ClientHello, say) stay buffered, undecoded, and are handed on when
    * the decoder is removed.
    */
-  static void addHttpCodec(ChannelPipeline p, HttpDecoderConfig config) {
+  public static void addHttpCodec(ChannelPipeline p, HttpDecoderConfig config) {
     HttpRequestDecoder decoder = new HttpRequestDecoder(config);
     decoder.setSingleDecode(true);
     p.addLast(HTTP_DECODER, decoder);

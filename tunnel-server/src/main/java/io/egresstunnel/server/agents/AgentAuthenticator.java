@@ -1,6 +1,8 @@
-package io.egresstunnel.server;
+package io.egresstunnel.server.agents;
 
 import io.egresstunnel.proto.session.SessionPipeline;
+import io.egresstunnel.server.PeerCertificates;
+import io.egresstunnel.server.ServerConfig;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.netty.handler.codec.http.HttpResponseStatus;
 import java.io.IOException;
@@ -31,7 +33,7 @@ import java.util.concurrent.CompletableFuture;
  *
  * With none configured every agent is admitted for the node it names.
  */
-final class AgentAuthenticator implements AutoCloseable {
+public final class AgentAuthenticator implements AutoCloseable {
   private static final String NODE_CN_PREFIX = "system:node:";
 
   private record Entry(byte[] token, Set<String> nodes) {}
@@ -81,7 +83,7 @@ final class AgentAuthenticator implements AutoCloseable {
    * @param client the Kubernetes client for TokenReviews (needed only with {@code tokenReview})
    * @throws IllegalArgumentException if the token file cannot be read or is malformed
    */
-  static AgentAuthenticator create(ServerConfig.AgentAuth auth, KubernetesClient client) {
+  public static AgentAuthenticator create(ServerConfig.AgentAuth auth, KubernetesClient client) {
     List<Entry> entries = List.of();
     if (auth.tokenFile() != null) {
       try {
@@ -129,7 +131,7 @@ final class AgentAuthenticator implements AutoCloseable {
   }
 
   /** Whether agents must authenticate at all. */
-  boolean required() {
+  public boolean required() {
     return !entries.isEmpty() || certificates || tokenReview != null;
   }
 

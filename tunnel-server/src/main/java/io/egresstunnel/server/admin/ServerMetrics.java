@@ -1,4 +1,4 @@
-package io.egresstunnel.server;
+package io.egresstunnel.server.admin;
 
 import io.egresstunnel.proto.DialStatus;
 import io.egresstunnel.proto.metrics.TunnelMetrics;
@@ -39,7 +39,7 @@ public final class ServerMetrics {
     CANCELLED,
     NO_AGENT;
 
-    final String label = name().toLowerCase(Locale.ROOT);
+    public final String label = name().toLowerCase(Locale.ROOT);
 
     static DialOutcome of(Throwable cause) {
       if (cause == null) {
@@ -67,11 +67,11 @@ public final class ServerMetrics {
   }
 
   /** The apiserver's protocol: the {@code protocol} label value. */
-  enum Protocol {
+  public enum Protocol {
     CONNECT,
     GRPC;
 
-    final String label = name().toLowerCase(Locale.ROOT);
+    public final String label = name().toLowerCase(Locale.ROOT);
   }
 
   /** The status codes a CONNECT is answered with (README, "CONNECT statuses"); others: "other". */
@@ -170,7 +170,7 @@ public final class ServerMetrics {
   }
 
   /** A GRPC dial was answered: with a connection id, or with an error. */
-  void grpcDialAnswered(boolean ok) {
+  public void grpcDialAnswered(boolean ok) {
     (ok ? grpcDialsOk : grpcDialsFailed).inc();
   }
 
@@ -184,7 +184,7 @@ public final class ServerMetrics {
   }
 
   /** A CONNECT was answered with {@code code}. */
-  void connectAnswered(int code) {
+  public void connectAnswered(int code) {
     for (int i = 0; i < CODES.length; i++) {
       if (CODES[i] == code) {
         connectAnswers[i].inc();
@@ -198,7 +198,7 @@ public final class ServerMetrics {
    * A dial ended, {@code startNanos} after the CONNECT was routed: with success if {@code cause} is
    * null. A failed dial through an agent whose client is gone was cancelled by the client leaving.
    */
-  void dialFinished(
+  public void dialFinished(
       Protocol protocol, boolean viaAgent, Throwable cause, long startNanos, boolean clientActive) {
     int route = viaAgent ? 0 : 1;
     DialOutcome outcome =
@@ -210,12 +210,12 @@ public final class ServerMetrics {
   }
 
   /** No agent is connected for the target's node: the CONNECT fails without a dial. */
-  void noAgent(Protocol protocol) {
+  public void noAgent(Protocol protocol) {
     failure(protocol, 0, DialOutcome.NO_AGENT).inc();
   }
 
   /** A target of a node without an agent is dialled directly (--fallback-direct). */
-  void fallbackDirect() {
+  public void fallbackDirect() {
     fallbackDirect.inc();
   }
 

@@ -1,5 +1,6 @@
-package io.egresstunnel.server;
+package io.egresstunnel.server.frontend;
 
+import io.egresstunnel.server.TunnelServer;
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.ByteBufUtil;
 import io.netty.channel.ChannelHandlerContext;
@@ -20,7 +21,7 @@ import java.util.List;
  * HTTP CONNECT. It sits before the CONNECT handler and decides on the first bytes that differ from
  * the preface (the first byte, for a CONNECT), then steps aside with the bytes it has seen.
  */
-final class ProtocolDetector extends ByteToMessageDecoder {
+public final class ProtocolDetector extends ByteToMessageDecoder {
   private static final org.slf4j.Logger log =
       org.slf4j.LoggerFactory.getLogger(ProtocolDetector.class);
   private static final ByteBuf PREFACE = Http2CodecUtil.connectionPrefaceBuf();
@@ -35,7 +36,7 @@ final class ProtocolDetector extends ByteToMessageDecoder {
 
   private final TunnelServer server;
 
-  ProtocolDetector(TunnelServer server) {
+  public ProtocolDetector(TunnelServer server) {
     this.server = server;
   }
 

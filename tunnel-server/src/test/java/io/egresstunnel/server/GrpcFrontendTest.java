@@ -79,12 +79,15 @@ class GrpcFrontendTest {
    * A server in pod mode with the CONNECT listener on loopback and on the Unix socket {@code sock}.
    */
   private static TunnelFixture udsServer(Path sock) throws Exception {
-    return new TunnelFixture(
-        ServerConfig.plain(
-                EgressMode.POD,
-                new InetSocketAddress("127.0.0.1", 0),
-                new InetSocketAddress("127.0.0.1", 0))
-            .withUds(sock));
+    return new TunnelFixture(udsConfig(sock));
+  }
+
+  private static ServerConfig udsConfig(Path sock) {
+    return ServerConfig.plain(
+            EgressMode.POD,
+            new InetSocketAddress("127.0.0.1", 0),
+            new InetSocketAddress("127.0.0.1", 0))
+        .withUds(sock);
   }
 
   private static String target(TestTarget t) {
@@ -202,6 +205,32 @@ class GrpcFrontendTest {
       KonnectivityClient.Dialled d = client.dial("127.0.7.2:10250");
       assertThat(d.error())
           .isEqualTo("no agent connected for node node-x (target 127.0.7.2:10250)");
+    }
+  }
+
+  @Test
+  void aPendingDialWhoseAgentGoesAwayGetsAnErrorLongBeforeTheDialTimeout() throws Exception {
+    // A dial timeout far beyond the wait below: an answer within it cannot be the timeout's.
+    Path sock = dir.resolve("leaving.sock");
+    try (TunnelFixture other =
+            new TunnelFixture(
+                udsConfig(sock)
+                    .withLimits(
+                        ServerConfig.Limits.defaults().withDialTimeout(Duration.ofMinutes(5))));
+        AgentFailureTest.Blackhole hole = new AgentFailureTest.Blackhole("127.7.3.20");
+        KonnectivityClient client = KonnectivityClient.overUds(dir.resolve("leaving.sock"))) {
+      TunnelAgent leaving =
+          other.startAgent(
+              other.agentConfig("node-l", "127.0.7.3", "127.7.3.0/24", EgressMode.POD));
+      KonnectivityClient.Conn pending = client.dialNoWait(hole.target());
+      await()
+          .atMost(Duration.ofSeconds(10))
+          .until(() -> AgentFailureTest.pendingDials(other, "node-l") == 1);
+      leaving.close();
+      String error =
+          (String)
+              KonnectivityClient.field(pending.dialResponse.get(60, TimeUnit.SECONDS), "error");
+      assertThat(error).containsAnyOf("session", "shutting down");
     }
   }
 
@@ -455,27 +484,10 @@ class GrpcFrontendTest {
   @Test
   void aTargetThatReadsNothingStallsItsUploadWithinTheWindow() throws Exception {
     java.util.concurrent.CountDownLatch release = new java.util.concurrent.CountDownLatch(1);
-    try (TestTarget deaf =
-            new TestTarget(
-                "127.7.1.14",
-                0,
-                s -> {
-                  try {
-                    release.await(60, TimeUnit.SECONDS); // reads nothing until the end
-                  } catch (InterruptedException e) {
-                    Thread.currentThread().interrupt();
-                  }
-                });
+    try (TestTarget deaf = deafTarget("127.7.1.14", release);
         KonnectivityClient client = KonnectivityClient.overUds(uds)) {
       KonnectivityClient.Conn c = client.dial(target(deaf)).conn();
-      byte[] chunk = new byte[64 * 1024];
-      for (int i = 0; i < 128; i++) { // 8 MiB, far more than windows and socket buffers hold
-        c.write(chunk, 0, chunk.length);
-      }
-      TunnelStream stream = streamTo(deaf);
-      await()
-          .atMost(Duration.ofSeconds(20))
-          .until(() -> onLoop(stream, s -> s.isCreditStalled() ? 1L : 0L) == 1L);
+      TunnelStream stream = stallUpload(c, deaf);
       long sent = onLoop(stream, TunnelStream::bytesToPeer);
       assertThat(onLoop(stream, s -> (long) s.heldForPeer()))
           .as("bytes held for a stalled upload")
@@ -492,27 +504,10 @@ class GrpcFrontendTest {
   @Test
   void aCancelledStalledCallIsFreedAtOnce() throws Exception {
     java.util.concurrent.CountDownLatch release = new java.util.concurrent.CountDownLatch(1);
-    try (TestTarget deaf =
-            new TestTarget(
-                "127.7.1.15",
-                0,
-                s -> {
-                  try {
-                    release.await(60, TimeUnit.SECONDS);
-                  } catch (InterruptedException e) {
-                    Thread.currentThread().interrupt();
-                  }
-                });
+    try (TestTarget deaf = deafTarget("127.7.1.15", release);
         KonnectivityClient client = KonnectivityClient.overUds(uds)) {
       KonnectivityClient.Conn c = client.dial(target(deaf)).conn();
-      byte[] chunk = new byte[64 * 1024];
-      for (int i = 0; i < 64; i++) {
-        c.write(chunk, 0, chunk.length);
-      }
-      TunnelStream stream = streamTo(deaf);
-      await()
-          .atMost(Duration.ofSeconds(20))
-          .until(() -> onLoop(stream, s -> s.isCreditStalled() ? 1L : 0L) == 1L);
+      stallUpload(c, deaf);
 
       c.requests.onError(io.grpc.Status.CANCELLED.asRuntimeException()); // RST_STREAM
 
@@ -522,5 +517,37 @@ class GrpcFrontendTest {
               () -> fx.streams("node-g").stream().noneMatch(s -> s.target().equals(target(deaf))));
       release.countDown();
     }
+  }
+
+  /** A target that reads nothing until {@code release}. */
+  private static TestTarget deafTarget(String address, java.util.concurrent.CountDownLatch release)
+      throws java.io.IOException {
+    return new TestTarget(
+        address,
+        0,
+        s -> {
+          try {
+            release.await(60, TimeUnit.SECONDS);
+          } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+          }
+        });
+  }
+
+  /**
+   * Uploads 8 MiB to a target that reads nothing, far more than windows and socket buffers hold,
+   * and waits until the server's stream to it is stalled on credit.
+   */
+  private static TunnelStream stallUpload(KonnectivityClient.Conn c, TestTarget deaf)
+      throws Exception {
+    byte[] chunk = new byte[64 * 1024];
+    for (int i = 0; i < 128; i++) {
+      c.write(chunk, 0, chunk.length);
+    }
+    TunnelStream stream = streamTo(deaf);
+    await()
+        .atMost(Duration.ofSeconds(20))
+        .until(() -> onLoop(stream, s -> s.isCreditStalled() ? 1L : 0L) == 1L);
+    return stream;
   }
 }

@@ -190,6 +190,7 @@ ca.crt
 {{- $_ := set $c "server-count" (int (include "egress-tunnel.serverCount" .)) -}}
 {{- $_ := set $c "grace-period" $v.server.gracePeriod -}}
 {{- $_ := set $c "ready-min-agents" (int $v.server.readyMinAgents) -}}
+{{- $_ := set $c "default-route" $v.server.defaultRoute -}}
 {{- if eq $transport "uds" -}}
 {{- $_ := set $c "connect-listen" "" -}}
 {{- $_ := set $c "uds" (printf "%s/%s" $v.server.connect.socketDir $v.server.connect.socketName) -}}
@@ -253,6 +254,9 @@ ca.crt
 {{- with $v.agent.clusterCIDRs }}{{ $_ := set $c "cluster-cidr" . }}{{ end -}}
 {{- end -}}
 {{- with $v.agent.allow }}{{ $_ := set $c "allow" . }}{{ end -}}
+{{- if $v.agent.defaultRoute }}{{ $_ := set $c "default-route" true }}{{ end -}}
+{{- with $v.agent.serveCIDRs }}{{ $_ := set $c "serve-cidr" . }}{{ end -}}
+{{- with $v.agent.serveHosts }}{{ $_ := set $c "serve-host" . }}{{ end -}}
 {{- if $v.tls.enabled -}}
 {{- $_ := set $c "ca-cert" (printf "%s/ca.crt" (include "egress-tunnel.tlsDir" .)) -}}
 {{- end -}}

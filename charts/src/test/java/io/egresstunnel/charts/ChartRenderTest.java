@@ -546,6 +546,27 @@ class ChartRenderTest {
         .doesNotContain("node-ip");
   }
 
+  /** A control plane outside the cluster network: the agents carry what no node owns. */
+  @Test
+  void defaultRouteAndServedNetworksReachBothCommandLines() throws Exception {
+    ChartChecks.Checked checked =
+        renderAndCheck(
+            ChartCase.of(
+                "default route",
+                Values.defaults()
+                    .with("server.defaultRoute", "agents")
+                    .with("agent.defaultRoute", true)
+                    .with("agent.serveCIDRs", List.of("192.168.50.0/24"))
+                    .with("agent.serveHosts", List.of("db.site.example"))));
+    assertThat(checked.server().routing().defaultRoute().flagValue()).isEqualTo("agents");
+    assertThat(checked.agent().egress().defaultRoute()).isTrue();
+    assertThat(checked.agent().egress().serveCidrs()).hasSize(1);
+    assertThat(checked.agent().egress().serveHosts()).containsExactly("db.site.example");
+    ChartChecks.Checked plain = renderAndCheck(ChartCase.of("default", Values.defaults()));
+    assertThat(plain.server().routing().defaultRoute().flagValue()).isEqualTo("auto");
+    assertThat(plain.agent().egress().defaultRoute()).isFalse();
+  }
+
   @Test
   void notesExplainTheApiserverSide() {
     Helm helm = Helm.get();

@@ -140,6 +140,22 @@ public final class FrameCodec {
     for (int i = 0; i < cidrCount; i++) {
       cidrs.add(new Cidr(r.address(), r.u8()));
     }
+    List<Cidr> servedCidrs = List.of();
+    List<String> servedHosts = List.of();
+    if ((capabilities & AgentHello.CAP_SERVED_NETWORKS) != 0) {
+      int n = r.u8();
+      Limits.check("served CIDR count", n, 0, Limits.MAX_HELLO_ENTRIES);
+      servedCidrs = new ArrayList<>(n);
+      for (int i = 0; i < n; i++) {
+        servedCidrs.add(new Cidr(r.address(), r.u8()));
+      }
+      n = r.u8();
+      Limits.check("served host count", n, 0, Limits.MAX_HELLO_ENTRIES);
+      servedHosts = new ArrayList<>(n);
+      for (int i = 0; i < n; i++) {
+        servedHosts.add(r.string("served host", Limits.MAX_NAME_BYTES));
+      }
+    }
     return new AgentHello(
         minVersion,
         maxVersion,
@@ -149,7 +165,9 @@ public final class FrameCodec {
         kubeletPort,
         nodeName,
         addresses,
-        cidrs);
+        cidrs,
+        servedCidrs,
+        servedHosts);
   }
 
   private static ServerHello decodeServerHello(BodyReader r) {
@@ -207,6 +225,15 @@ public final class FrameCodec {
         for (Cidr c : h.podCidrs()) {
           n += addressLength(c.address()) + 1;
         }
+        if ((h.capabilities() & AgentHello.CAP_SERVED_NETWORKS) != 0) {
+          n += 2;
+          for (Cidr c : h.servedCidrs()) {
+            n += addressLength(c.address()) + 1;
+          }
+          for (String host : h.servedHosts()) {
+            n += stringLength(host);
+          }
+        }
         yield n;
       }
       case SERVER_HELLO -> 2 + 4 + 4 + 4 + 4 + 2 + stringLength(((ServerHello) frame).serverId());
@@ -239,6 +266,17 @@ public final class FrameCodec {
         for (Cidr c : h.podCidrs()) {
           writeAddress(out, c.address());
           out.writeByte(c.prefixLength());
+        }
+        if ((h.capabilities() & AgentHello.CAP_SERVED_NETWORKS) != 0) {
+          out.writeByte(h.servedCidrs().size());
+          for (Cidr c : h.servedCidrs()) {
+            writeAddress(out, c.address());
+            out.writeByte(c.prefixLength());
+          }
+          out.writeByte(h.servedHosts().size());
+          for (String host : h.servedHosts()) {
+            writeString(out, host);
+          }
         }
       }
       case SERVER_HELLO -> {

@@ -52,6 +52,19 @@ class FrameRoundTripTest {
             "worker-1.example",
             List.of(ip("127.0.0.2"), ip("::1"), ip("fd00::2"), ip("::ffff:10.0.0.1")),
             List.of(Cidr.parse("10.42.1.0/24"), Cidr.parse("fd00:42:1::/64"))));
+    frames.add(
+        new AgentHello(
+            1,
+            1,
+            AgentHello.CAP_DEFAULT_ROUTE,
+            Limits.DEFAULT_INITIAL_WINDOW,
+            Limits.DEFAULT_MAX_FRAME_PAYLOAD,
+            10250,
+            "site-gw",
+            List.of(ip("127.0.0.2")),
+            List.of(),
+            List.of(Cidr.parse("192.168.50.0/24"), Cidr.parse("fd00:50::/64")),
+            List.of("db.site.example", LONGEST_NAME)));
     frames.add(new ServerHello(1, 0, 1, Limits.MIN_FRAME_PAYLOAD_FLOOR, 1, 1, "s"));
     frames.add(
         new ServerHello(
@@ -166,6 +179,47 @@ class FrameRoundTripTest {
     EmbeddedChannel ch = Wire.decoderChannel();
     ch.writeInbound(new BinaryWebSocketFrame(extended));
     assertThat((Frame) ch.readInbound()).isEqualTo(hello);
+    assertThat(ch.finishAndReleaseAll()).isFalse();
+  }
+
+  /**
+   * The served networks are an extension after the version-1 fields: a reader that does not know
+   * the capability (here: the bit cleared on the wire) reads the same hello without them.
+   */
+  @Test
+  void servedNetworksAreAnExtensionThatAVersionOneReaderSkips() {
+    AgentHello hello =
+        new AgentHello(
+            1,
+            1,
+            AgentHello.CAP_DEFAULT_ROUTE,
+            65536,
+            65536,
+            10250,
+            "site-gw",
+            List.of(ip("127.0.0.2")),
+            List.of(),
+            List.of(Cidr.parse("192.168.50.0/24")),
+            List.of("db.site.example"));
+    assertThat(hello.capabilities())
+        .isEqualTo(AgentHello.CAP_DEFAULT_ROUTE | AgentHello.CAP_SERVED_NETWORKS);
+    assertThat(hello.offersDefaultRoute()).isTrue();
+    ByteBuf encoded = FrameCodec.encode(Unpooled.buffer().alloc(), hello);
+    encoded.setInt(Limits.HEADER_SIZE + 4, AgentHello.CAP_DEFAULT_ROUTE);
+    EmbeddedChannel ch = Wire.decoderChannel();
+    ch.writeInbound(new BinaryWebSocketFrame(encoded));
+    assertThat((Frame) ch.readInbound())
+        .isEqualTo(
+            new AgentHello(
+                1,
+                1,
+                AgentHello.CAP_DEFAULT_ROUTE,
+                65536,
+                65536,
+                10250,
+                "site-gw",
+                List.of(ip("127.0.0.2")),
+                List.of()));
     assertThat(ch.finishAndReleaseAll()).isFalse();
   }
 

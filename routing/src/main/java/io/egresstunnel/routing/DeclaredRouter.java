@@ -22,10 +22,11 @@ import java.util.Optional;
  *       {@code POD}. Pod IPs and endpoint addresses come with the Kubernetes API source.
  * </ul>
  *
- * Everything else is {@link Route#DIRECT}. When nodes declare the same address, name or pod CIDR,
- * the most recently upserted one owns it; replacing or removing a node leaves the others' claims in
- * place. IP literals are parsed without name resolution, and an IPv4-mapped IPv6 literal such as
- * {@code ::ffff:10.0.0.1} counts as its IPv4 address.
+ * Everything else is {@link Route#DEFAULT} (no node owns it), or {@link Route#DIRECT} in {@code
+ * disabled} mode. When nodes declare the same address, name or pod CIDR, the most recently upserted
+ * one owns it; replacing or removing a node leaves the others' claims in place. IP literals are
+ * parsed without name resolution, and an IPv4-mapped IPv6 literal such as {@code ::ffff:10.0.0.1}
+ * counts as its IPv4 address.
  *
  * <p>{@link #route} reads an immutable {@link RouteIndex} without locking and allocates nothing;
  * writers are serialized and publish a new index, so writes are meant to be rare (once per agent

@@ -13,4 +13,13 @@ public interface Router {
    * @param port the target port
    */
   Route route(String host, int port);
+
+  /** This router, and {@code next} for what this one leaves to the {@link Route#DEFAULT}. */
+  default Router orElse(Router next) {
+    Router first = this;
+    return (host, port) -> {
+      Route r = first.route(host, port);
+      return r == Route.DEFAULT ? next.route(host, port) : r;
+    };
+  }
 }

@@ -43,30 +43,30 @@ class DeclaredRouterTest {
   }
 
   @Test
-  void agentRoutesOtherPortsOfNodeAddressesDirect() {
+  void agentLeavesOtherPortsOfNodeAddressesToTheDefaultRoute() {
     DeclaredRouter router = router(EgressMode.AGENT, NODE_A);
 
-    assertThat(router.route("192.168.1.10", 22)).isEqualTo(Route.DIRECT);
-    assertThat(router.route("fd00:1::10", 443)).isEqualTo(Route.DIRECT);
+    assertThat(router.route("192.168.1.10", 22)).isEqualTo(Route.DEFAULT);
+    assertThat(router.route("fd00:1::10", 443)).isEqualTo(Route.DEFAULT);
   }
 
   @Test
-  void agentRoutesPodCidrsDirect() {
+  void agentLeavesPodCidrsToTheDefaultRoute() {
     DeclaredRouter router = router(EgressMode.AGENT, NODE_A);
 
-    assertThat(router.route("10.42.1.5", 8080)).isEqualTo(Route.DIRECT);
-    assertThat(router.route("10.42.1.5", KUBELET)).isEqualTo(Route.DIRECT);
-    assertThat(router.route("fd42:1::5", 8080)).isEqualTo(Route.DIRECT);
+    assertThat(router.route("10.42.1.5", 8080)).isEqualTo(Route.DEFAULT);
+    assertThat(router.route("10.42.1.5", KUBELET)).isEqualTo(Route.DEFAULT);
+    assertThat(router.route("fd42:1::5", 8080)).isEqualTo(Route.DEFAULT);
   }
 
   @Test
-  void unknownTargetsGoDirect() {
+  void unknownTargetsAreLeftToTheDefaultRoute() {
     DeclaredRouter router = router(EgressMode.POD, NODE_A);
 
-    assertThat(router.route("192.168.1.99", KUBELET)).isEqualTo(Route.DIRECT);
-    assertThat(router.route("10.43.0.1", 443)).isEqualTo(Route.DIRECT);
-    assertThat(router.route("example.com", KUBELET)).isEqualTo(Route.DIRECT);
-    assertThat(router.route("node-a.example.com", KUBELET)).isEqualTo(Route.DIRECT);
+    assertThat(router.route("192.168.1.99", KUBELET)).isEqualTo(Route.DEFAULT);
+    assertThat(router.route("10.43.0.1", 443)).isEqualTo(Route.DEFAULT);
+    assertThat(router.route("example.com", KUBELET)).isEqualTo(Route.DEFAULT);
+    assertThat(router.route("node-a.example.com", KUBELET)).isEqualTo(Route.DEFAULT);
   }
 
   @Test
@@ -75,7 +75,7 @@ class DeclaredRouterTest {
 
     assertThat(router.route("NODE-A", KUBELET)).isEqualTo(via("node-a"));
     assertThat(router.route("node-b", 10251)).isEqualTo(via("Node-B"));
-    assertThat(router.route("node-a", 22)).isEqualTo(Route.DIRECT);
+    assertThat(router.route("node-a", 22)).isEqualTo(Route.DEFAULT);
   }
 
   @Test
@@ -85,7 +85,7 @@ class DeclaredRouterTest {
     assertThat(router.route("192.168.1.11", 10251)).isEqualTo(via("Node-B"));
     assertThat(router.route("192.168.1.11", DeclaredRouter.STREAMING_PORT))
         .isEqualTo(via("Node-B"));
-    assertThat(router.route("192.168.1.11", KUBELET)).isEqualTo(Route.DIRECT);
+    assertThat(router.route("192.168.1.11", KUBELET)).isEqualTo(Route.DEFAULT);
   }
 
   @Test
@@ -95,9 +95,9 @@ class DeclaredRouterTest {
     assertThat(router.route("10.42.1.5", 8080)).isEqualTo(via("node-a"));
     assertThat(router.route("10.42.2.255", 53)).isEqualTo(via("Node-B"));
     assertThat(router.route("fd42:1::abcd", 443)).isEqualTo(via("node-a"));
-    assertThat(router.route("fd42:2::1", 443)).isEqualTo(Route.DIRECT);
+    assertThat(router.route("fd42:2::1", 443)).isEqualTo(Route.DEFAULT);
     assertThat(router.route("192.168.1.10", KUBELET)).isEqualTo(via("node-a"));
-    assertThat(router.route("192.168.1.10", 22)).isEqualTo(Route.DIRECT);
+    assertThat(router.route("192.168.1.10", 22)).isEqualTo(Route.DEFAULT);
   }
 
   @Test
@@ -107,7 +107,7 @@ class DeclaredRouterTest {
     assertThat(router.route("10.42.1.5", 8080)).isEqualTo(via("node-a"));
     assertThat(router.route("fd42:1::abcd", 443)).isEqualTo(via("node-a"));
     assertThat(router.route("node-b", DeclaredRouter.STREAMING_PORT)).isEqualTo(via("Node-B"));
-    assertThat(router.route("10.43.0.1", 443)).isEqualTo(Route.DIRECT);
+    assertThat(router.route("10.43.0.1", 443)).isEqualTo(Route.DEFAULT);
   }
 
   @Test
@@ -128,9 +128,9 @@ class DeclaredRouterTest {
 
     router.upsert(node("node-a", 10251, List.of("192.168.1.20"), "10.42.9.0/24"));
 
-    assertThat(router.route("192.168.1.10", KUBELET)).isEqualTo(Route.DIRECT);
-    assertThat(router.route("fd00:1::10", KUBELET)).isEqualTo(Route.DIRECT);
-    assertThat(router.route("10.42.1.5", 80)).isEqualTo(Route.DIRECT);
+    assertThat(router.route("192.168.1.10", KUBELET)).isEqualTo(Route.DEFAULT);
+    assertThat(router.route("fd00:1::10", KUBELET)).isEqualTo(Route.DEFAULT);
+    assertThat(router.route("10.42.1.5", 80)).isEqualTo(Route.DEFAULT);
     assertThat(router.route("192.168.1.20", 10251)).isEqualTo(via("node-a"));
     assertThat(router.route("10.42.9.5", 80)).isEqualTo(via("node-a"));
     assertThat(router.nodes()).hasSize(1);
@@ -146,9 +146,9 @@ class DeclaredRouterTest {
 
     assertThat(router.node("node-a")).isEmpty();
     assertThat(router.nodes()).containsExactly(NODE_B);
-    assertThat(router.route("192.168.1.10", KUBELET)).isEqualTo(Route.DIRECT);
-    assertThat(router.route("node-a", KUBELET)).isEqualTo(Route.DIRECT);
-    assertThat(router.route("10.42.1.5", 80)).isEqualTo(Route.DIRECT);
+    assertThat(router.route("192.168.1.10", KUBELET)).isEqualTo(Route.DEFAULT);
+    assertThat(router.route("node-a", KUBELET)).isEqualTo(Route.DEFAULT);
+    assertThat(router.route("10.42.1.5", 80)).isEqualTo(Route.DEFAULT);
     assertThat(router.route("10.42.2.5", 80)).isEqualTo(via("Node-B"));
   }
 
@@ -214,11 +214,11 @@ class DeclaredRouterTest {
                   while (writing.get()) {
                     int n = i++ % nodeCount;
                     assertThat(router.route("192.168.0." + n, KUBELET))
-                        .isIn(Route.DIRECT, via("node-" + n));
+                        .isIn(Route.DEFAULT, via("node-" + n));
                     assertThat(router.route("10.42." + n + ".9", 80))
-                        .isIn(Route.DIRECT, via("node-" + n));
+                        .isIn(Route.DEFAULT, via("node-" + n));
                     assertThat(router.route("NODE-" + n, DeclaredRouter.STREAMING_PORT))
-                        .isIn(Route.DIRECT, via("node-" + n));
+                        .isIn(Route.DEFAULT, via("node-" + n));
                   }
                 }));
       }

@@ -99,8 +99,8 @@ class KubernetesRouteSourceTest {
     eventually("10.0.0.11", 10250, via("worker-1"));
     eventually("worker-1", 10010, via("worker-1"));
     eventually("fd00::12", 10251, via("worker-2"));
-    assertThat(source.route("10.0.0.12", 10250)).isEqualTo(Route.DIRECT); // not its kubelet port
-    assertThat(source.route("10.42.1.5", 80)).isEqualTo(Route.DIRECT); // CIDRs: pod mode only
+    assertThat(source.route("10.0.0.12", 10250)).isEqualTo(Route.DEFAULT); // not its kubelet port
+    assertThat(source.route("10.42.1.5", 80)).isEqualTo(Route.DEFAULT); // CIDRs: pod mode only
     assertThat(source.node("worker-2").orElseThrow().kubeletPort()).isEqualTo(10251);
     assertThat(source.describe()).contains("synced").contains("2 node(s)");
   }
@@ -120,9 +120,9 @@ class KubernetesRouteSourceTest {
     start(EgressMode.AGENT, null);
     eventually("worker-21.internal", 10250, via("ip-10-0-0-21"));
     eventually("WORKER-21.example.com", 10010, via("ip-10-0-0-21"));
-    assertThat(source.route("worker-21.internal", 443)).isEqualTo(Route.DIRECT);
+    assertThat(source.route("worker-21.internal", 443)).isEqualTo(Route.DEFAULT);
     client.nodes().withName("ip-10-0-0-21").delete();
-    eventually("worker-21.internal", 10250, Route.DIRECT);
+    eventually("worker-21.internal", 10250, Route.DEFAULT);
   }
 
   @Test
@@ -141,11 +141,11 @@ class KubernetesRouteSourceTest {
         .nodes()
         .resource(node("worker-1", 10250, List.of("10.0.0.11"), List.of("10.42.7.0/24")))
         .update();
-    eventually("10.42.1.9", 443, Route.DIRECT);
+    eventually("10.42.1.9", 443, Route.DEFAULT);
     eventually("10.42.7.9", 443, via("worker-1"));
     client.nodes().withName("worker-1").delete();
-    eventually("10.42.7.9", 443, Route.DIRECT);
-    eventually("10.0.0.11", 10250, Route.DIRECT);
+    eventually("10.42.7.9", 443, Route.DEFAULT);
+    eventually("10.0.0.11", 10250, Route.DEFAULT);
   }
 
   @Test
@@ -175,10 +175,10 @@ class KubernetesRouteSourceTest {
     eventually("fd00:99::5", 8443, via("worker-1"));
     eventually("10.77.0.8", 9090, via("worker-2"));
     // A hostNetwork pod's IP is the node's: only the kubelet ports go through the agent.
-    assertThat(source.route("10.0.0.12", 8080)).isEqualTo(Route.DIRECT);
+    assertThat(source.route("10.0.0.12", 8080)).isEqualTo(Route.DEFAULT);
     assertThat(source.route("10.0.0.12", 10250)).isEqualTo(via("worker-2"));
     // Cluster mode does not trust node pod CIDRs (CNIs with their own IPAM ignore them).
-    assertThat(source.route("10.42.1.9", 80)).isEqualTo(Route.DIRECT);
+    assertThat(source.route("10.42.1.9", 80)).isEqualTo(Route.DEFAULT);
   }
 
   @Test
@@ -197,7 +197,7 @@ class KubernetesRouteSourceTest {
         .atMost(Duration.ofSeconds(5))
         .untilAsserted(() -> assertThat(source.route("10.99.0.7", 80)).isEqualTo(via("worker-2")));
     client.pods().inNamespace("default").withName("new").delete();
-    eventually("10.99.0.7", 80, Route.DIRECT);
+    eventually("10.99.0.7", 80, Route.DEFAULT);
   }
 
   @Test

@@ -27,6 +27,7 @@ import java.util.List;
  * @param kubernetes keep the allow-list current from the Kubernetes API, or null: flags only
  * @param credentials how the agent proves its node to the servers
  * @param adminListen address of /healthz, /readyz and /metrics, or null for none
+ * @param egress what the agent carries besides its node: a default route, served networks
  */
 public record AgentConfig(
     List<URI> servers,
@@ -41,7 +42,85 @@ public record AgentConfig(
     Limits limits,
     Kubernetes kubernetes,
     Credentials credentials,
-    InetSocketAddress adminListen) {
+    InetSocketAddress adminListen,
+    Egress egress) {
+
+  /** A config that carries nothing but its node ({@link Egress#NONE}). */
+  public AgentConfig(
+      List<URI> servers,
+      String nodeName,
+      List<InetAddress> nodeAddresses,
+      List<Cidr> podCidrs,
+      int kubeletPort,
+      Path caCert,
+      List<AllowRule> allow,
+      EgressMode mode,
+      Masking masking,
+      Limits limits,
+      Kubernetes kubernetes,
+      Credentials credentials,
+      InetSocketAddress adminListen) {
+    this(
+        servers,
+        nodeName,
+        nodeAddresses,
+        podCidrs,
+        kubeletPort,
+        caCert,
+        allow,
+        mode,
+        masking,
+        limits,
+        kubernetes,
+        credentials,
+        adminListen,
+        Egress.NONE);
+  }
+
+  /**
+   * What the agent carries besides its own node.
+   *
+   * @param defaultRoute offer to carry targets that no node owns ({@code --default-route})
+   * @param serveCidrs networks this agent serves, on any port ({@code --serve-cidr})
+   * @param serveHosts host names this agent serves, on any port ({@code --serve-host})
+   */
+  public record Egress(boolean defaultRoute, List<Cidr> serveCidrs, List<String> serveHosts) {
+    public static final Egress NONE = new Egress(false, List.of(), List.of());
+
+    public Egress {
+      serveCidrs = List.copyOf(serveCidrs);
+      serveHosts = List.copyOf(serveHosts);
+      io.egresstunnel.proto.Limits.check(
+          "--serve-cidr count",
+          serveCidrs.size(),
+          0,
+          io.egresstunnel.proto.Limits.MAX_HELLO_ENTRIES);
+      io.egresstunnel.proto.Limits.check(
+          "--serve-host count",
+          serveHosts.size(),
+          0,
+          io.egresstunnel.proto.Limits.MAX_HELLO_ENTRIES);
+      serveHosts.forEach(h -> io.egresstunnel.proto.Limits.checkName("--serve-host", h));
+    }
+  }
+
+  public AgentConfig withEgress(Egress e) {
+    return new AgentConfig(
+        servers,
+        nodeName,
+        nodeAddresses,
+        podCidrs,
+        kubeletPort,
+        caCert,
+        allow,
+        mode,
+        masking,
+        limits,
+        kubernetes,
+        credentials,
+        adminListen,
+        e);
+  }
 
   /**
    * What the agent presents to the servers at the websocket upgrade.
@@ -149,6 +228,23 @@ public record AgentConfig(
           gracePeriod);
     }
 
+    public Limits withMaxStreams(int max) {
+      return new Limits(
+          initialWindow,
+          maxFramePayload,
+          max,
+          maxPendingDials,
+          dialTimeout,
+          handshakeTimeout,
+          pingInterval,
+          pingTimeout,
+          reconnectMin,
+          reconnectMax,
+          threads,
+          syncInterval,
+          gracePeriod);
+    }
+
     public Limits withGracePeriod(Duration grace) {
       return new Limits(
           initialWindow,
@@ -234,7 +330,8 @@ public record AgentConfig(
         limits,
         kubernetes,
         credentials,
-        adminListen);
+        adminListen,
+        egress);
   }
 
   public AgentConfig withKubeletPort(int port) {
@@ -251,7 +348,8 @@ public record AgentConfig(
         limits,
         kubernetes,
         credentials,
-        adminListen);
+        adminListen,
+        egress);
   }
 
   public AgentConfig withPodCidrs(List<Cidr> cidrs) {
@@ -268,7 +366,8 @@ public record AgentConfig(
         limits,
         kubernetes,
         credentials,
-        adminListen);
+        adminListen,
+        egress);
   }
 
   public AgentConfig withAllow(List<AllowRule> rules) {
@@ -285,7 +384,8 @@ public record AgentConfig(
         limits,
         kubernetes,
         credentials,
-        adminListen);
+        adminListen,
+        egress);
   }
 
   public AgentConfig withKubernetes(Kubernetes k) {
@@ -302,7 +402,8 @@ public record AgentConfig(
         limits,
         k,
         credentials,
-        adminListen);
+        adminListen,
+        egress);
   }
 
   public AgentConfig withCredentials(Path caBundle, Credentials newCredentials) {
@@ -319,7 +420,8 @@ public record AgentConfig(
         limits,
         kubernetes,
         newCredentials,
-        adminListen);
+        adminListen,
+        egress);
   }
 
   public AgentConfig withLimits(Limits newLimits) {
@@ -336,7 +438,8 @@ public record AgentConfig(
         newLimits,
         kubernetes,
         credentials,
-        adminListen);
+        adminListen,
+        egress);
   }
 
   public AgentConfig withAdminListen(InetSocketAddress address) {
@@ -353,6 +456,7 @@ public record AgentConfig(
         limits,
         kubernetes,
         credentials,
-        address);
+        address,
+        egress);
   }
 }

@@ -48,8 +48,20 @@ final class DialHandler {
         stream.dialFailed(DialStatus.RESOLVE_FAILED, e.getMessage());
         return;
       }
-      authorizeAndConnect(stream, loop, address, dial.port(), timeout);
+      authorizeAndConnect(stream, loop, address, dial.port(), timeout, null);
       return;
+    }
+    boolean literal =
+        io.netty.util.NetUtil.isValidIpV4Address(dial.host())
+            || io.netty.util.NetUtil.isValidIpV6Address(dial.host());
+    String name = literal ? null : dial.host();
+    if (name != null) {
+      DialPolicy.Decision admitted = policy.checkName(name);
+      if (!admitted.allowed()) {
+        log.info("refused dial of stream {}: {}", stream.id(), admitted.reason());
+        stream.dialFailed(DialStatus.FORBIDDEN, admitted.reason());
+        return;
+      }
     }
     Future<InetAddress> resolved = dialer.resolve(loop, dial.host());
     resolved.addListener(
@@ -59,13 +71,19 @@ final class DialHandler {
                 DialStatus.RESOLVE_FAILED, TargetDialer.describe(f.cause(), stream.target()));
             return;
           }
-          authorizeAndConnect(stream, loop, resolved.getNow(), dial.port(), timeout);
+          authorizeAndConnect(stream, loop, resolved.getNow(), dial.port(), timeout, name);
         });
   }
 
+  /** {@code name} is the host name {@code address} was resolved from, or null for a literal. */
   private void authorizeAndConnect(
-      TunnelStream stream, EventLoop loop, InetAddress address, int port, int timeout) {
-    DialPolicy.Decision decision = policies.get().check(address, port);
+      TunnelStream stream,
+      EventLoop loop,
+      InetAddress address,
+      int port,
+      int timeout,
+      String name) {
+    DialPolicy.Decision decision = policies.get().check(address, port, name);
     if (!decision.allowed()) {
       log.info("refused dial of stream {}: {}", stream.id(), decision.reason());
       stream.dialFailed(DialStatus.FORBIDDEN, decision.reason());

@@ -222,7 +222,15 @@ final class NodePolicySource implements AutoCloseable {
       }
     }
     return new DialPolicy(
-        config.mode(), config.nodeName(), addresses, podCidrs, kubeletPort, rules);
+        config.mode(),
+        config.nodeName(),
+        addresses,
+        podCidrs,
+        kubeletPort,
+        rules,
+        config.egress().defaultRoute(),
+        config.egress().serveCidrs(),
+        config.egress().serveHosts());
   }
 
   private static Cidr host(InetAddress a) {

@@ -83,7 +83,10 @@ public final class TunnelAgent implements AutoCloseable {
                 config.nodeAddresses(),
                 config.podCidrs(),
                 config.kubeletPort(),
-                config.allow()));
+                config.allow(),
+                config.egress().defaultRoute(),
+                config.egress().serveCidrs(),
+                config.egress().serveHosts()));
     if (config.kubernetes() != null) {
       this.kubernetesClient = KubernetesClients.create(config.kubernetes().kubeconfig());
       this.policySource = new NodePolicySource(config, policy);
@@ -97,13 +100,15 @@ public final class TunnelAgent implements AutoCloseable {
         new AgentHello(
             Limits.MIN_VERSION,
             Limits.MAX_VERSION,
-            0,
+            config.egress().defaultRoute() ? AgentHello.CAP_DEFAULT_ROUTE : 0,
             config.limits().initialWindow(),
             config.limits().maxFramePayload(),
             config.kubeletPort(),
             config.nodeName(),
             config.nodeAddresses(),
-            config.podCidrs());
+            config.podCidrs(),
+            config.egress().serveCidrs(),
+            config.egress().serveHosts());
     DialHandler dialHandler = new DialHandler(policy::get, dialer, config.limits().dialTimeout());
     Supplier<SslContext> tls = null;
     this.servers = new ServerSet(config.servers().size());

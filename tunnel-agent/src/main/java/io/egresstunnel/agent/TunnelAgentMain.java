@@ -35,7 +35,9 @@ import picocli.CommandLine.Option;
       "Runs on every node. Keeps a websocket to each tunnel-server (reconnecting with backoff),"
           + " declares its node, and dials the targets the servers ask for when this node's"
           + " policy allows them: its addresses on the kubelet ports, its pod CIDRs in pod and"
-          + " cluster modes, and --allow rules. Anything else is refused for that stream only.",
+          + " cluster modes, --allow rules, the networks it serves (--serve-cidr, --serve-host),"
+          + " and with --default-route anything no node owns (Services, webhooks, names) but"
+          + " loopback, link-local and multicast. Anything else is refused for that stream only.",
       "",
       "Durations take ms, s, m, h or d (10s); sizes take bytes, Ki or Mi (256Ki).",
       ""
@@ -110,6 +112,35 @@ public final class TunnelAgentMain implements Callable<Integer> {
       split = ",",
       description = "Extra destination this agent may dial, e.g. 10.0.0.0/8:443 (repeatable).")
   List<String> allow = new ArrayList<>();
+
+  @Option(
+      names = "--default-route",
+      description =
+          "Offer to carry targets that no node owns (a Service's ClusterIP, a name such as"
+              + " webhook.ns.svc, an external address) when the server's --default-route sends them"
+              + " to agents: for a control plane outside the cluster network. Names are resolved"
+              + " with this agent's resolver; loopback, link-local (cloud metadata) and multicast"
+              + " addresses are refused unless --allow covers them.")
+  boolean defaultRoute;
+
+  @Option(
+      names = "--serve-cidr",
+      paramLabel = "CIDR",
+      split = ",",
+      description =
+          "A network this agent serves besides its node (a site network behind it): the servers"
+              + " route any port of any address in it here, in every mode but disabled; the"
+              + " longest prefix wins (repeatable).")
+  List<String> serveCidrs = new ArrayList<>();
+
+  @Option(
+      names = "--serve-host",
+      paramLabel = "NAME",
+      split = ",",
+      description =
+          "A host name this agent serves: the servers route it here on any port, and the agent"
+              + " resolves it (repeatable).")
+  List<String> serveHosts = new ArrayList<>();
 
   @Option(
       names = "--kubeconfig",
@@ -317,7 +348,19 @@ public final class TunnelAgentMain implements Callable<Integer> {
         limits,
         kubernetes(),
         new AgentConfig.Credentials(tokenFile, cert, key),
-        adminListen.isEmpty() ? null : Units.parseHostPort(adminListen));
+        adminListen.isEmpty() ? null : Units.parseHostPort(adminListen),
+        new AgentConfig.Egress(
+            defaultRoute,
+            serveCidrs.stream().map(TunnelAgentMain::serveCidr).toList(),
+            serveHosts));
+  }
+
+  private static Cidr serveCidr(String s) {
+    try {
+      return Cidr.parse(s);
+    } catch (IllegalArgumentException e) {
+      throw new IllegalArgumentException("--serve-cidr " + s + ": " + e.getMessage(), e);
+    }
   }
 
   private AgentConfig.Kubernetes kubernetes() {

@@ -59,21 +59,29 @@ class TunnelAgentMainConfigTest {
             "10251",
             "--dial-timeout",
             "3s",
+            "--default-route",
+            "--serve-cidr",
+            "192.168.50.0/24,fd00:50::/64",
+            "--serve-host",
+            "db.site",
             "--log-level",
             "warn");
     TunnelAgentMain byEnv =
         parse(
-            Map.of(
-                P + "SERVER", "ws://10.0.0.1:8091,wss://s2.example:443",
-                P + "NODE_NAME", "worker-1",
-                P + "NODE_IP", "127.0.0.2,fd00::2",
-                P + "POD_CIDR", "10.42.1.0/24",
-                P + "ALLOW", "10.0.0.0/8:443",
-                P + "MODE", "cluster",
-                P + "WEBSOCKET_MASKING", "NEVER",
-                P + "KUBELET_PORT", "10251",
-                P + "DIAL_TIMEOUT", "3s",
-                P + "LOG_LEVEL", "warn"));
+            Map.ofEntries(
+                Map.entry(P + "SERVER", "ws://10.0.0.1:8091,wss://s2.example:443"),
+                Map.entry(P + "NODE_NAME", "worker-1"),
+                Map.entry(P + "NODE_IP", "127.0.0.2,fd00::2"),
+                Map.entry(P + "POD_CIDR", "10.42.1.0/24"),
+                Map.entry(P + "ALLOW", "10.0.0.0/8:443"),
+                Map.entry(P + "MODE", "cluster"),
+                Map.entry(P + "WEBSOCKET_MASKING", "NEVER"),
+                Map.entry(P + "KUBELET_PORT", "10251"),
+                Map.entry(P + "DIAL_TIMEOUT", "3s"),
+                Map.entry(P + "DEFAULT_ROUTE", "true"),
+                Map.entry(P + "SERVE_CIDR", "192.168.50.0/24,fd00:50::/64"),
+                Map.entry(P + "SERVE_HOST", "db.site"),
+                Map.entry(P + "LOG_LEVEL", "warn")));
     Path f =
         file(
             """
@@ -88,6 +96,9 @@ class TunnelAgentMainConfigTest {
             websocket-masking: never
             kubelet-port: 10251
             dial-timeout: 3s
+            default-route: true
+            serve-cidr: [192.168.50.0/24, "fd00:50::/64"]
+            serve-host: db.site
             log-level: warn
             """);
     TunnelAgentMain byFile = parse(Map.of(), "--config", f.toString());
@@ -98,6 +109,9 @@ class TunnelAgentMainConfigTest {
     assertThat(expected.nodeAddresses()).hasSize(2);
     assertThat(expected.mode()).isEqualTo(EgressMode.CLUSTER);
     assertThat(expected.masking()).isEqualTo(AgentConfig.Masking.NEVER);
+    assertThat(expected.egress().defaultRoute()).isTrue();
+    assertThat(expected.egress().serveCidrs()).hasSize(2);
+    assertThat(expected.egress().serveHosts()).containsExactly("db.site");
     for (TunnelAgentMain other : new TunnelAgentMain[] {byEnv, byFile}) {
       assertThat(other.toConfig()).usingRecursiveComparison().isEqualTo(expected);
       assertThat(other.common.logLevel).isEqualTo(Logging.Level.WARN);

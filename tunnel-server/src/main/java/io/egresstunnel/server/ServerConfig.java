@@ -134,18 +134,66 @@ public record ServerConfig(
    *     forgotten first
    * @param fallbackDirect dial such targets directly instead of answering 503 (for a server that is
    *     itself a node, as K3s does); off by default, because it bypasses the tunnel
+   * @param defaultRoute what happens to a target that no node owns and no agent serves
    */
-  public record Routing(Duration departedNodeTtl, int maxDepartedNodes, boolean fallbackDirect) {
+  public record Routing(
+      Duration departedNodeTtl,
+      int maxDepartedNodes,
+      boolean fallbackDirect,
+      DefaultRoute defaultRoute) {
     public Routing {
       if (departedNodeTtl.isNegative() || departedNodeTtl.isZero()) {
         throw new IllegalArgumentException("--departed-node-ttl must be positive");
       }
       io.egresstunnel.proto.Limits.check(
           "--max-departed-nodes", maxDepartedNodes, 0, Integer.MAX_VALUE);
+      java.util.Objects.requireNonNull(defaultRoute, "defaultRoute");
+    }
+
+    /** With the default {@link DefaultRoute#AUTO}. */
+    public Routing(Duration departedNodeTtl, int maxDepartedNodes, boolean fallbackDirect) {
+      this(departedNodeTtl, maxDepartedNodes, fallbackDirect, DefaultRoute.AUTO);
     }
 
     public static Routing defaults() {
       return new Routing(Duration.ofHours(1), 10_000, false);
+    }
+
+    public Routing withDefaultRoute(DefaultRoute d) {
+      return new Routing(departedNodeTtl, maxDepartedNodes, fallbackDirect, d);
+    }
+  }
+
+  /**
+   * {@code --default-route}: where a target goes that the mode routes to no node and no agent
+   * declares as its network (a Service's ClusterIP, a name such as {@code webhook.ns.svc}, an
+   * external address).
+   */
+  public enum DefaultRoute {
+    /**
+     * Through the agents that offer a default route while any is connected (or left less than
+     * {@code --departed-node-ttl} ago: then 503, never a silent direct dial); directly otherwise.
+     */
+    AUTO,
+    /** The server dials it itself (K3s's behaviour). */
+    DIRECT,
+    /** Through an agent that offers a default route ({@code tunnel-agent --default-route}). */
+    AGENTS,
+    /** Refused at once with 503. */
+    REJECT;
+
+    public String flagValue() {
+      return name().toLowerCase(java.util.Locale.ROOT);
+    }
+
+    public static DefaultRoute parse(String s) {
+      for (DefaultRoute d : values()) {
+        if (d.flagValue().equalsIgnoreCase(s.trim())) {
+          return d;
+        }
+      }
+      throw new IllegalArgumentException(
+          "--default-route " + s + " is not one of auto, direct, agents, reject");
     }
   }
 

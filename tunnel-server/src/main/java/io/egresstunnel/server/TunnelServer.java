@@ -16,6 +16,7 @@ import io.egresstunnel.routing.DeclaredRouter;
 import io.egresstunnel.routing.KubernetesClients;
 import io.egresstunnel.routing.KubernetesRouteSource;
 import io.egresstunnel.routing.Router;
+import io.egresstunnel.routing.ServedNetworks;
 import io.egresstunnel.server.admin.AdminEndpoints;
 import io.egresstunnel.server.admin.ServerMetrics;
 import io.egresstunnel.server.agents.AgentAuthHandler;
@@ -76,6 +77,8 @@ public final class TunnelServer implements AutoCloseable {
   private final KubernetesClient kubernetesClient;
   private final KubernetesRouteSource apiRoutes;
   private final Router router;
+  private final ServedNetworks servedNetworks;
+  private final TargetRoutes routes;
   private final AgentRegistry registry;
   private final ServerMetrics metrics;
   private final AgentAuthenticator authenticator;
@@ -114,19 +117,21 @@ public final class TunnelServer implements AutoCloseable {
               config.mode(),
               config.kubernetes().ownNode(),
               Duration.ofMillis(50));
-      this.router = apiRoutes;
     } else {
       this.kubernetesClient = null;
       this.apiRoutes = null;
-      this.router = declaredRouter;
     }
+    this.servedNetworks = new ServedNetworks(config.mode());
+    this.router = (apiRoutes != null ? (Router) apiRoutes : declaredRouter).orElse(servedNetworks);
     this.registry =
         new AgentRegistry(
             declaredRouter,
             apiRoutes,
+            servedNetworks,
             config.limits().maxAgents(),
             config.routing().departedNodeTtl(),
             config.routing().maxDepartedNodes());
+    this.routes = new TargetRoutes(router, registry, config);
     this.metrics = new ServerMetrics(metricsRegistry, registry::agentCount);
     ServerConfig.AgentAuth auth = config.security().agentAuth();
     if (auth.clientCa() != null && config.agentTls() == null) {
@@ -396,8 +401,14 @@ public final class TunnelServer implements AutoCloseable {
     return config;
   }
 
-  public Router router() {
-    return router;
+  /** Where dials go: the mode's routes, served networks and the default route. */
+  public TargetRoutes routes() {
+    return routes;
+  }
+
+  /** The networks that agents serve ({@code --serve-cidr}, {@code --serve-host}). */
+  public ServedNetworks servedNetworks() {
+    return servedNetworks;
   }
 
   /** The Kubernetes route source, if the server has one. */

@@ -315,6 +315,18 @@ public final class TunnelServerMain implements Callable<Integer> {
   boolean fallbackDirect;
 
   @Option(
+      names = "--default-route",
+      paramLabel = "POLICY",
+      defaultValue = "auto",
+      description =
+          "Where a target goes that no node owns and no agent serves (a Service's ClusterIP, a"
+              + " name such as webhook.ns.svc, an external address): direct (the server dials it,"
+              + " as K3s does), agents (through an agent started with --default-route; 503 when"
+              + " none is connected), reject (503 at once), or auto: agents while any agent offers"
+              + " a default route, direct when none ever did. Default: ${DEFAULT-VALUE}.")
+  String defaultRoute;
+
+  @Option(
       names = "--dial-timeout",
       paramLabel = "DURATION",
       defaultValue = "10s",
@@ -469,7 +481,8 @@ public final class TunnelServerMain implements Callable<Integer> {
         new ServerConfig.Routing(
             Units.parsePositiveDuration("--departed-node-ttl", departedNodeTtl),
             Limits.check("--max-departed-nodes", maxDepartedNodes, 0, Integer.MAX_VALUE),
-            fallbackDirect),
+            fallbackDirect,
+            ServerConfig.DefaultRoute.parse(defaultRoute)),
         ServerConfig.ApiserverProtocol.parse(apiserverProtocol));
   }
 

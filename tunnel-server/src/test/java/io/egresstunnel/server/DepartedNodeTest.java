@@ -72,11 +72,12 @@ class DepartedNodeTest {
                 config(new ServerConfig.Routing(Duration.ofMillis(300), 100, false)));
         TestTarget kubelet = new TestTarget("127.0.5.2", 0, TestTarget::echo)) {
       agentComesAndGoes(fx, "node-ttl", kubelet);
-      assertThat(fx.server.router().route(kubelet.address(), kubelet.port()))
+      assertThat(fx.server.routes().route(kubelet.address(), kubelet.port()))
           .isEqualTo(new Route.ViaAgent("node-ttl"));
       await()
           .atMost(Duration.ofSeconds(10))
-          .until(() -> fx.server.router().route(kubelet.address(), kubelet.port()) == Route.DIRECT);
+          .until(
+              () -> fx.server.routes().route(kubelet.address(), kubelet.port()) == Route.DEFAULT);
       assertThat(fx.server.registry().departedNodes()).isZero();
     }
   }
@@ -91,8 +92,8 @@ class DepartedNodeTest {
       agentComesAndGoes(fx, "node-second", second);
       await()
           .atMost(Duration.ofSeconds(10))
-          .until(() -> fx.server.router().route(first.address(), first.port()) == Route.DIRECT);
-      assertThat(fx.server.router().route(second.address(), second.port()))
+          .until(() -> fx.server.routes().route(first.address(), first.port()) == Route.DEFAULT);
+      assertThat(fx.server.routes().route(second.address(), second.port()))
           .isEqualTo(new Route.ViaAgent("node-second"));
 
       // The first node's agent comes back: it is routed through its agent again.

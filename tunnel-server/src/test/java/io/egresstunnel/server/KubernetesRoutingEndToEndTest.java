@@ -69,10 +69,10 @@ class KubernetesRoutingEndToEndTest {
             .until(
                 () ->
                     fx.server
-                        .router()
+                        .routes()
                         .route("127.5.1.10", podA.port())
                         .toString()
-                        .equals("Direct"));
+                        .equals("Default"));
       }
     }
   }

@@ -83,6 +83,7 @@ class TunnelServerMainTest {
     assertThat(c.security().tls().cipherSuites()).isEmpty();
     assertThat(c.security().agentAuth().required()).isFalse();
     assertThat(c.apiserverProtocol()).isEqualTo(ServerConfig.ApiserverProtocol.AUTO);
+    assertThat(c.routing().defaultRoute()).isEqualTo(ServerConfig.DefaultRoute.AUTO);
     TunnelServerMain pinned = new TunnelServerMain();
     TunnelServerMain.commandLine(pinned)
         .parseArgs("--server-id", "s1", "--apiserver-protocol", "http-connect");
@@ -167,5 +168,9 @@ class TunnelServerMainTest {
     TunnelServerMain.commandLine(proto).parseArgs("--apiserver-protocol", "h2", "--server-id", "s");
     assertThatThrownBy(proto::toConfig)
         .hasMessage("--apiserver-protocol h2 is not one of auto, http-connect, grpc");
+    TunnelServerMain route = new TunnelServerMain();
+    TunnelServerMain.commandLine(route).parseArgs("--default-route", "agent", "--server-id", "s");
+    assertThatThrownBy(route::toConfig)
+        .hasMessage("--default-route agent is not one of auto, direct, agents, reject");
   }
 }

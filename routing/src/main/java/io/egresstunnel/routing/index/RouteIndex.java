@@ -28,6 +28,9 @@ import java.util.TreeMap;
  *       that knows pod IPs in cluster mode does not add CIDRs).
  * </ul>
  *
+ * Then, in every mode but {@code disabled}, a network that an agent serves ({@link
+ * Builder#servedCidr}, longest prefix first; {@link Builder#servedHost}) routes any port through
+ * that agent ({@link Route.ViaNetwork}). Anything else is {@link Route#DEFAULT}: no node owns it.
  * When claims collide, the one added last wins.
  */
 public final class RouteIndex {
@@ -38,6 +41,7 @@ public final class RouteIndex {
       ThreadLocal.withInitial(AddressParser::new);
 
   private final Route[] routes;
+  private final Route[] networkRoutes;
   private final int[] kubeletPorts;
   private final IntIntTable nodeV4;
   private final LongPairIntTable nodeV6;
@@ -49,13 +53,20 @@ public final class RouteIndex {
   private final LongPairIntTable[] cidrV6;
   private final NameTable names;
   private final int podEntries;
+  private final int[] servedV4Lengths;
+  private final IntIntTable[] servedV4;
+  private final int[] servedV6Lengths;
+  private final LongPairIntTable[] servedV6;
+  private final NameTable servedNames;
 
   private RouteIndex(Builder b) {
     int n = b.nodeNames.size();
     routes = new Route[n];
+    networkRoutes = new Route[n];
     kubeletPorts = new int[n];
     for (int i = 0; i < n; i++) {
       routes[i] = new Route.ViaAgent(b.nodeNames.get(i));
+      networkRoutes[i] = new Route.ViaNetwork(b.nodeNames.get(i));
       kubeletPorts[i] = b.kubeletPorts.get(i);
     }
     nodeV4 = b.nodeAddresses.v4Table();
@@ -63,27 +74,40 @@ public final class RouteIndex {
     podV4 = b.podAddresses.v4Table();
     podV6 = b.podAddresses.v6Table();
     podEntries = b.podAddresses.size();
-    v4Lengths = new int[b.cidrV4.size()];
-    cidrV4 = new IntIntTable[v4Lengths.length];
-    int i = 0;
-    for (var e : b.cidrV4.descendingMap().entrySet()) {
-      v4Lengths[i] = e.getKey();
-      cidrV4[i++] = e.getValue().v4Table();
-    }
-    v6Lengths = new int[b.cidrV6.size()];
-    cidrV6 = new LongPairIntTable[v6Lengths.length];
-    i = 0;
-    for (var e : b.cidrV6.descendingMap().entrySet()) {
-      v6Lengths[i] = e.getKey();
-      cidrV6[i++] = e.getValue().v6Table();
-    }
-    String[] nameKeys = new String[b.nameKeys.size()];
-    int[] nameValues = new int[nameKeys.length];
-    for (int k = 0; k < nameKeys.length; k++) {
-      nameKeys[k] = b.nameKeys.get(k);
-      nameValues[k] = b.nameValues.get(k);
-    }
-    names = new NameTable(nameKeys, nameValues, nameKeys.length);
+    v4Lengths = lengths(b.cidrV4);
+    cidrV4 =
+        b.cidrV4.descendingMap().values().stream()
+            .map(Addresses::v4Table)
+            .toArray(IntIntTable[]::new);
+    v6Lengths = lengths(b.cidrV6);
+    cidrV6 =
+        b.cidrV6.descendingMap().values().stream()
+            .map(Addresses::v6Table)
+            .toArray(LongPairIntTable[]::new);
+    names = nameTable(b.nameKeys, b.nameValues);
+    servedV4Lengths = lengths(b.servedV4);
+    servedV4 =
+        b.servedV4.descendingMap().values().stream()
+            .map(Addresses::v4Table)
+            .toArray(IntIntTable[]::new);
+    servedV6Lengths = lengths(b.servedV6);
+    servedV6 =
+        b.servedV6.descendingMap().values().stream()
+            .map(Addresses::v6Table)
+            .toArray(LongPairIntTable[]::new);
+    servedNames = nameTable(b.servedHostKeys, b.servedHostValues);
+  }
+
+  /** The prefix lengths of {@code byLength}, longest first. */
+  private static int[] lengths(TreeMap<Integer, Addresses> byLength) {
+    return byLength.descendingKeySet().stream().mapToInt(Integer::intValue).toArray();
+  }
+
+  private static NameTable nameTable(List<String> keys, List<Integer> values) {
+    return new NameTable(
+        keys.toArray(String[]::new),
+        values.stream().mapToInt(Integer::intValue).toArray(),
+        keys.size());
   }
 
   public static Builder builder() {
@@ -104,20 +128,16 @@ public final class RouteIndex {
         if (node >= 0 && isKubeletPort(node, port)) {
           return routes[node];
         }
-        if (mode == EgressMode.AGENT) {
-          return Route.DIRECT;
-        }
-        if (mode == EgressMode.CLUSTER && (node = podV4.get(a)) >= 0) {
-          return routes[node];
-        }
-        for (int i = 0; i < v4Lengths.length; i++) {
-          int len = v4Lengths[i];
-          int mask = len == 0 ? 0 : -1 << (32 - len);
-          if ((node = cidrV4[i].get(a & mask)) >= 0) {
+        if (mode != EgressMode.AGENT) {
+          if (mode == EgressMode.CLUSTER && (node = podV4.get(a)) >= 0) {
+            return routes[node];
+          }
+          if ((node = longestV4(v4Lengths, cidrV4, a)) >= 0) {
             return routes[node];
           }
         }
-        return Route.DIRECT;
+        node = longestV4(servedV4Lengths, servedV4, a);
+        return node >= 0 ? networkRoutes[node] : Route.DEFAULT;
       }
       case AddressParser.V6 -> {
         long hi = p.hi;
@@ -126,25 +146,48 @@ public final class RouteIndex {
         if (node >= 0 && isKubeletPort(node, port)) {
           return routes[node];
         }
-        if (mode == EgressMode.AGENT) {
-          return Route.DIRECT;
-        }
-        if (mode == EgressMode.CLUSTER && (node = podV6.get(hi, lo)) >= 0) {
-          return routes[node];
-        }
-        for (int i = 0; i < v6Lengths.length; i++) {
-          int len = v6Lengths[i];
-          if ((node = cidrV6[i].get(hi & hiMask(len), lo & loMask(len))) >= 0) {
+        if (mode != EgressMode.AGENT) {
+          if (mode == EgressMode.CLUSTER && (node = podV6.get(hi, lo)) >= 0) {
+            return routes[node];
+          }
+          if ((node = longestV6(v6Lengths, cidrV6, hi, lo)) >= 0) {
             return routes[node];
           }
         }
-        return Route.DIRECT;
+        node = longestV6(servedV6Lengths, servedV6, hi, lo);
+        return node >= 0 ? networkRoutes[node] : Route.DEFAULT;
       }
       default -> {
         node = names.get(host);
-        return node >= 0 && isKubeletPort(node, port) ? routes[node] : Route.DIRECT;
+        if (node >= 0 && isKubeletPort(node, port)) {
+          return routes[node];
+        }
+        node = servedNames.get(host);
+        return node >= 0 ? networkRoutes[node] : Route.DEFAULT;
       }
     }
+  }
+
+  /** The node of the longest prefix in {@code tables} that holds {@code a}, or -1. */
+  private static int longestV4(int[] lengths, IntIntTable[] tables, int a) {
+    for (int i = 0; i < lengths.length; i++) {
+      int len = lengths[i];
+      int node = tables[i].get(a & (len == 0 ? 0 : -1 << (32 - len)));
+      if (node >= 0) {
+        return node;
+      }
+    }
+    return -1;
+  }
+
+  private static int longestV6(int[] lengths, LongPairIntTable[] tables, long hi, long lo) {
+    for (int i = 0; i < lengths.length; i++) {
+      int node = tables[i].get(hi & hiMask(lengths[i]), lo & loMask(lengths[i]));
+      if (node >= 0) {
+        return node;
+      }
+    }
+    return -1;
   }
 
   private boolean isKubeletPort(int node, int port) {
@@ -187,6 +230,10 @@ public final class RouteIndex {
     private final TreeMap<Integer, Addresses> cidrV6 = new TreeMap<>();
     private final List<String> nameKeys = new ArrayList<>();
     private final List<Integer> nameValues = new ArrayList<>();
+    private final TreeMap<Integer, Addresses> servedV4 = new TreeMap<>();
+    private final TreeMap<Integer, Addresses> servedV6 = new TreeMap<>();
+    private final List<String> servedHostKeys = new ArrayList<>();
+    private final List<Integer> servedHostValues = new ArrayList<>();
 
     private int indexOf(String node) {
       Integer i = nodeIndex.get(node);
@@ -209,10 +256,27 @@ public final class RouteIndex {
         nodeAddresses.add(a.getAddress(), i);
       }
       for (Cidr c : node.podCidrs()) {
-        (c.isIpv4() ? cidrV4 : cidrV6)
-            .computeIfAbsent(c.prefixLength(), k -> new Addresses())
-            .add(c.address().getAddress(), i);
+        addCidr(c.isIpv4() ? cidrV4 : cidrV6, c, i);
       }
+      return this;
+    }
+
+    private static void addCidr(TreeMap<Integer, Addresses> byLength, Cidr c, int node) {
+      byLength
+          .computeIfAbsent(c.prefixLength(), k -> new Addresses())
+          .add(c.address().getAddress(), node);
+    }
+
+    /** A network that the agent of {@code node} serves: any port of any address in it. */
+    public Builder servedCidr(Cidr cidr, String node) {
+      addCidr(cidr.isIpv4() ? servedV4 : servedV6, cidr, indexOf(node));
+      return this;
+    }
+
+    /** A host name that the agent of {@code node} serves, on any port (case-insensitive). */
+    public Builder servedHost(String name, String node) {
+      servedHostKeys.add(name);
+      servedHostValues.add(indexOf(node));
       return this;
     }
 

@@ -35,8 +35,8 @@ class RouteIndexTest {
     assertThat(index.route("fd00:88::5", 53, EgressMode.CLUSTER)).isEqualTo(via("node-b"));
     assertThat(index.route("10.88.0.6", 80, EgressMode.CLUSTER)).isEqualTo(via("node-c"));
     // Pod IPs are cluster-mode data only.
-    assertThat(index.route("10.88.0.5", 8443, EgressMode.POD)).isEqualTo(Route.DIRECT);
-    assertThat(index.route("10.88.0.5", 8443, EgressMode.AGENT)).isEqualTo(Route.DIRECT);
+    assertThat(index.route("10.88.0.5", 8443, EgressMode.POD)).isEqualTo(Route.DEFAULT);
+    assertThat(index.route("10.88.0.5", 8443, EgressMode.AGENT)).isEqualTo(Route.DEFAULT);
     assertThat(index.podEntries()).isEqualTo(3);
   }
 
@@ -57,7 +57,7 @@ class RouteIndexTest {
       assertThat(index.route("10.0.0.1", 10250, m)).isEqualTo(via("node-a"));
       assertThat(index.route("FD00::1", 10010, m)).isEqualTo(via("node-a"));
       assertThat(index.route("NODE-B", 10251, m)).isEqualTo(via("node-b"));
-      assertThat(index.route("10.0.0.2", 10250, m)).isEqualTo(Route.DIRECT);
+      assertThat(index.route("10.0.0.2", 10250, m)).isEqualTo(Route.DEFAULT);
     }
     assertThat(index.route("10.0.0.1", 10250, EgressMode.DISABLED)).isEqualTo(Route.DIRECT);
   }
@@ -68,8 +68,8 @@ class RouteIndexTest {
     assertThat(index.route("10.42.1.7", 80, EgressMode.POD)).isEqualTo(via("node-a"));
     assertThat(index.route("10.42.2.7", 80, EgressMode.POD)).isEqualTo(via("node-b"));
     assertThat(index.route("fd00:42:1::9", 80, EgressMode.POD)).isEqualTo(via("node-a"));
-    assertThat(index.route("fd00:42:2::9", 80, EgressMode.POD)).isEqualTo(Route.DIRECT);
-    assertThat(index.route("10.42.1.7", 80, EgressMode.AGENT)).isEqualTo(Route.DIRECT);
+    assertThat(index.route("fd00:42:2::9", 80, EgressMode.POD)).isEqualTo(Route.DEFAULT);
+    assertThat(index.route("10.42.1.7", 80, EgressMode.AGENT)).isEqualTo(Route.DEFAULT);
   }
 
   @Test

@@ -14,8 +14,13 @@ import java.util.StringJoiner;
  * Which dials the agent performs for the server: every DIAL is checked against the agent's own node
  * before it dials, and a refusal fails only that stream. Allowed are the node's addresses on the
  * kubelet ports (the kubelet port and {@value #STREAMING_PORT}), the node's pod CIDRs on any port
- * in {@link EgressMode#POD} and {@link EgressMode#CLUSTER} mode, and whatever an {@code --allow}
- * rule covers. Loopback is not implicitly allowed. Immutable and thread-safe.
+ * in {@link EgressMode#POD} and {@link EgressMode#CLUSTER} mode, whatever an {@code --allow} rule
+ * covers, and any address in a network the agent serves ({@code --serve-cidr}). An agent that
+ * offers a default route ({@code --default-route}) also dials any other address, and host names
+ * (resolved with its own resolver), except the {@linkplain #isDeniedByDefault addresses a default
+ * route never reaches} unless an {@code --allow} rule covers them; a served host name ({@code
+ * --serve-host}) is dialled likewise. Without either, a host name other than the node's own is
+ * refused. Loopback is not implicitly allowed. Immutable and thread-safe.
  */
 public final class DialPolicy {
 
@@ -40,6 +45,9 @@ public final class DialPolicy {
   private final List<Cidr> podCidrs;
   private final int kubeletPort;
   private final List<AllowRule> extraRules;
+  private final boolean defaultRoute;
+  private final List<Cidr> servedCidrs;
+  private final List<String> servedHosts;
 
   private final boolean podCidrsDialled;
   private final String kubeletPortList;
@@ -53,6 +61,31 @@ public final class DialPolicy {
   private final Decision kubeletAllowed;
   private final Decision podAllowed;
   private final Decision[] ruleAllowed;
+  private final byte[][] servedNets;
+  private final int[] servedLengths;
+  private final Decision[] servedAllowed;
+  private final Decision defaultRouteAllowed;
+  private final Decision servedHostAllowed;
+
+  /** A policy without a default route or served networks. */
+  public DialPolicy(
+      EgressMode mode,
+      String nodeName,
+      List<InetAddress> nodeAddresses,
+      List<Cidr> podCidrs,
+      int kubeletPort,
+      List<AllowRule> extraRules) {
+    this(
+        mode,
+        nodeName,
+        nodeAddresses,
+        podCidrs,
+        kubeletPort,
+        extraRules,
+        false,
+        List.of(),
+        List.of());
+  }
 
   /**
    * @param mode the egress selector mode; pod CIDRs are dialled in {@code pod} and {@code cluster}
@@ -61,6 +94,9 @@ public final class DialPolicy {
    * @param podCidrs the node's pod CIDRs
    * @param kubeletPort the kubelet's port, 1..65535
    * @param extraRules the {@code --allow} rules
+   * @param defaultRoute whether the agent offers a default route ({@code --default-route})
+   * @param servedCidrs networks the agent serves ({@code --serve-cidr}), on any port
+   * @param servedHosts host names the agent serves ({@code --serve-host}), on any port
    */
   public DialPolicy(
       EgressMode mode,
@@ -68,7 +104,10 @@ public final class DialPolicy {
       List<InetAddress> nodeAddresses,
       List<Cidr> podCidrs,
       int kubeletPort,
-      List<AllowRule> extraRules) {
+      List<AllowRule> extraRules,
+      boolean defaultRoute,
+      List<Cidr> servedCidrs,
+      List<String> servedHosts) {
     this.mode = Objects.requireNonNull(mode, "mode");
     if (nodeName == null || nodeName.isBlank()) {
       throw new IllegalArgumentException("node name is missing");
@@ -123,6 +162,20 @@ public final class DialPolicy {
     }
     kubeletAllowed = Decision.allow("kubelet port (" + kubeletPortList + ") of node " + nodeName);
     podAllowed = Decision.allow("in a pod CIDR of node " + nodeName);
+    this.defaultRoute = defaultRoute;
+    this.servedCidrs = servedCidrs.stream().map(IpBytes::normalize).toList();
+    this.servedHosts = List.copyOf(servedHosts);
+    servedNets = new byte[this.servedCidrs.size()][];
+    servedLengths = new int[servedNets.length];
+    servedAllowed = new Decision[servedNets.length];
+    for (int i = 0; i < servedNets.length; i++) {
+      Cidr c = this.servedCidrs.get(i);
+      servedNets[i] = c.address().getAddress();
+      servedLengths[i] = c.prefixLength();
+      servedAllowed[i] = Decision.allow("in a network this agent serves (--serve-cidr " + c + ")");
+    }
+    defaultRouteAllowed = Decision.allow("this agent offers a default route (--default-route)");
+    servedHostAllowed = Decision.allow("a host this agent serves (--serve-host)");
   }
 
   /**
@@ -130,6 +183,10 @@ public final class DialPolicy {
    * as IPv4. Allowed decisions are preallocated; only a refusal builds its reason.
    */
   public Decision check(InetAddress target, int port) {
+    return check(target, port, false);
+  }
+
+  private Decision check(InetAddress target, int port, boolean servedHost) {
     byte[] ip = IpBytes.normalized(target);
     boolean nodeAddress = false;
     for (byte[] node : nodeBytes) {
@@ -158,7 +215,81 @@ public final class DialPolicy {
         return ruleAllowed[i];
       }
     }
+    for (int i = 0; i < servedNets.length; i++) {
+      if (IpBytes.inPrefix(servedNets[i], servedLengths[i], ip)) {
+        return servedAllowed[i];
+      }
+    }
+    if (defaultRoute || servedHost) {
+      String denied = isDeniedByDefault(target);
+      if (denied == null) {
+        return servedHost ? servedHostAllowed : defaultRouteAllowed;
+      }
+      return Decision.refuse(
+          NetUtil.toSocketAddressString(NetUtil.toAddressString(target), port)
+              + " is "
+              + denied
+              + ", which "
+              + (servedHost ? "a served host" : "the default route")
+              + " never dials unless an --allow rule covers it");
+    }
     return Decision.refuse(refusal(target, port, nodeAddress, inPodCidr));
+  }
+
+  /**
+   * Decides whether the agent may dial {@code target:port}, an address it resolved from a host name
+   * that {@link #checkName} admitted; {@code name} is that host name, or null for a literal.
+   */
+  public Decision check(InetAddress target, int port, String name) {
+    return check(target, port, name != null && servesHost(name));
+  }
+
+  /**
+   * Whether the agent may resolve and dial the host name {@code host} at all: the node's own name,
+   * a served host, or any name with a default route. The resolved address is then checked too.
+   */
+  public Decision checkName(String host) {
+    if (isNodeName(host) || defaultRoute || servesHost(host)) {
+      return defaultRouteAllowed;
+    }
+    return Decision.refuse(
+        host
+            + " is a host name; this agent dials names only with --default-route or --serve-host"
+            + " (node "
+            + nodeName
+            + ")");
+  }
+
+  /** Whether {@code host} is one of the served host names, ignoring case. */
+  public boolean servesHost(String host) {
+    for (String h : servedHosts) {
+      if (h.equalsIgnoreCase(host)) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /**
+   * Why a default route (or a served host name) never dials {@code a} unless an {@code --allow}
+   * rule covers it, or null: loopback (the agent's own host), link-local (among them the cloud
+   * metadata address 169.254.169.254), the unspecified address, and multicast.
+   */
+  public static String isDeniedByDefault(InetAddress a) {
+    InetAddress n = IpBytes.normalize(a);
+    if (n.isLoopbackAddress()) {
+      return "a loopback address";
+    }
+    if (n.isLinkLocalAddress()) {
+      return "a link-local address (cloud metadata lives there)";
+    }
+    if (n.isAnyLocalAddress()) {
+      return "the unspecified address";
+    }
+    if (n.isMulticastAddress()) {
+      return "a multicast address";
+    }
+    return null;
   }
 
   /** True if {@code host} is this node's name, ignoring case. */
@@ -209,7 +340,23 @@ public final class DialPolicy {
         + (podCidrsDialled ? "on any port" : "not dialled in this mode")
         + "; --allow ["
         + rules
-        + "]";
+        + "]"
+        + (servedCidrs.isEmpty() && servedHosts.isEmpty()
+            ? ""
+            : "; serves " + servedCidrs + " and hosts " + servedHosts)
+        + (defaultRoute ? "; offers a default route" : "");
+  }
+
+  public boolean defaultRoute() {
+    return defaultRoute;
+  }
+
+  public List<Cidr> servedCidrs() {
+    return servedCidrs;
+  }
+
+  public List<String> servedHosts() {
+    return servedHosts;
   }
 
   public EgressMode mode() {

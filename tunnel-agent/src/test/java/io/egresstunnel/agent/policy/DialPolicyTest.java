@@ -292,4 +292,74 @@ class DialPolicyTest {
             "fd00:42:1::/64",
             "10.0.0.0/8:443");
   }
+
+  private static DialPolicy carrier(
+      boolean defaultRoute, List<String> served, List<String> hosts, String... allow) {
+    List<AllowRule> rules = new ArrayList<>();
+    for (String spec : allow) {
+      rules.add(AllowRule.parse(spec));
+    }
+    return new DialPolicy(
+        EgressMode.AGENT,
+        NODE,
+        List.of(ip("10.0.0.5")),
+        List.of(),
+        10250,
+        rules,
+        defaultRoute,
+        served.stream().map(Cidr::parse).toList(),
+        hosts);
+  }
+
+  @Test
+  void aDefaultRouteDialsWhatNoNodeOwnsButNotLoopbackLinkLocalOrMulticast() {
+    DialPolicy p = carrier(true, List.of(), List.of());
+    assertThat(p.check(ip("10.96.0.10"), 443).allowed()).isTrue(); // a ClusterIP
+    assertThat(p.check(ip("203.0.113.7"), 8443).reason()).contains("--default-route");
+    assertThat(p.check(ip("2001:db8::7"), 443).allowed()).isTrue();
+    DialPolicy.Decision metadata = p.check(ip("169.254.169.254"), 80);
+    assertThat(metadata.allowed()).isFalse();
+    assertThat(metadata.reason())
+        .isEqualTo(
+            "169.254.169.254:80 is a link-local address (cloud metadata lives there), which the"
+                + " default route never dials unless an --allow rule covers it");
+    assertThat(p.check(ip("127.0.0.1"), 8080).reason()).contains("a loopback address");
+    assertThat(p.check(ip("::1"), 8080).allowed()).isFalse();
+    assertThat(p.check(ip("fe80::1"), 80).allowed()).isFalse();
+    assertThat(p.check(ip("0.0.0.0"), 80).allowed()).isFalse();
+    assertThat(p.check(ip("224.0.0.1"), 80).allowed()).isFalse();
+    assertThat(p.check(ip("::ffff:127.0.0.1"), 80).allowed()).isFalse();
+    // --allow covers what the default route would not.
+    assertThat(carrier(true, List.of(), List.of(), "127.8.0.0/16").check(ip("127.8.1.1"), 80))
+        .extracting(DialPolicy.Decision::allowed)
+        .isEqualTo(true);
+    assertThat(p.checkName("webhook.ns.svc").allowed()).isTrue();
+  }
+
+  @Test
+  void withoutADefaultRouteOnlyTheNodesNameAndServedHostsAreDialledByName() {
+    DialPolicy plain = carrier(false, List.of(), List.of());
+    DialPolicy.Decision name = plain.checkName("webhook.ns.svc");
+    assertThat(name.allowed()).isFalse();
+    assertThat(name.reason())
+        .isEqualTo(
+            "webhook.ns.svc is a host name; this agent dials names only with --default-route or"
+                + " --serve-host (node worker-1)");
+    assertThat(plain.checkName("WORKER-1").allowed()).isTrue();
+    assertThat(plain.check(ip("10.96.0.10"), 443).allowed()).isFalse();
+
+    DialPolicy site = carrier(false, List.of("192.168.50.0/24"), List.of("db.site"));
+    assertThat(site.checkName("DB.site").allowed()).isTrue();
+    assertThat(site.checkName("web.site").allowed()).isFalse();
+    // A served host resolves to any address but the ones a default route refuses.
+    assertThat(site.check(ip("172.16.0.9"), 5432, "db.site").allowed()).isTrue();
+    assertThat(site.check(ip("172.16.0.9"), 5432, null).allowed()).isFalse();
+    assertThat(site.check(ip("127.0.0.1"), 5432, "db.site").reason())
+        .contains("a served host never dials");
+    // A served network: any port of any address in it.
+    assertThat(site.check(ip("192.168.50.9"), 22).reason())
+        .isEqualTo("in a network this agent serves (--serve-cidr 192.168.50.0/24)");
+    assertThat(site.check(ip("192.168.51.9"), 22).allowed()).isFalse();
+    assertThat(site.describe()).contains("serves [192.168.50.0/24] and hosts [db.site]");
+  }
 }

@@ -3,6 +3,7 @@ package io.egresstunnel.server.admin;
 import io.egresstunnel.proto.net.AdminHttp;
 import io.egresstunnel.proto.net.AdminHttp.Endpoint;
 import io.egresstunnel.proto.net.AdminHttp.Response;
+import io.egresstunnel.server.TargetRoutes;
 import io.egresstunnel.server.TunnelServer;
 import io.egresstunnel.server.frontend.ConnectTarget;
 import io.netty.handler.codec.http.HttpResponseStatus;
@@ -72,7 +73,7 @@ public final class AdminEndpoints {
     try {
       ConnectTarget t = ConnectTarget.parse(target);
       return Response.text(
-          HttpResponseStatus.OK, describe(server.router().route(t.host(), t.port())));
+          HttpResponseStatus.OK, describe(server.routes().decide(t.host(), t.port())));
     } catch (IllegalArgumentException e) {
       return Response.text(
           HttpResponseStatus.BAD_REQUEST,
@@ -80,15 +81,38 @@ public final class AdminEndpoints {
     }
   }
 
-  private String describe(io.egresstunnel.routing.Route route) {
-    if (route instanceof io.egresstunnel.routing.Route.ViaAgent via) {
-      if (server.registry().session(via.node()) != null) {
-        return "via " + via.node();
+  /**
+   * One line: {@code via NODE}, {@code no-agent NODE}, {@code direct ...}, {@code rejected ...}, or
+   * for the default route the agents eligible and the one a dial would try first.
+   */
+  private String describe(TargetRoutes.Decision d) {
+    return switch (d.kind()) {
+      case NODE, NETWORK -> {
+        String why = d.kind() == TargetRoutes.Kind.NETWORK ? " (a network it serves)" : "";
+        if (server.registry().session(d.node()) != null) {
+          yield "via " + d.node() + why;
+        }
+        yield server.config().routing().fallbackDirect()
+            ? "direct (fallback: no-agent " + d.node() + ")" + why
+            : "no-agent " + d.node() + why;
       }
-      return server.config().routing().fallbackDirect()
-          ? "direct (fallback: no-agent " + via.node() + ")"
-          : "no-agent " + via.node();
-    }
-    return "direct";
+      case DIRECT ->
+          d.reason().startsWith("no node owns it") ? "direct (" + d.reason() + ")" : "direct";
+      case REJECTED -> "rejected (" + d.reason() + ")";
+      case DEFAULT_ROUTE ->
+          d.agents().isEmpty()
+              ? "no-agent default route (" + d.reason() + ")"
+              : "via "
+                  + TargetRoutes.nodeOf(d.agents().get(0))
+                  + " (default route: "
+                  + d.eligible()
+                  + " eligible agent(s), offering: "
+                  + server.registry().defaultRouteSessions().stream()
+                      .map(TargetRoutes::nodeOf)
+                      .sorted()
+                      .distinct()
+                      .collect(java.util.stream.Collectors.joining(", "))
+                  + ")";
+    };
   }
 }

@@ -5,6 +5,7 @@ import io.egresstunnel.proto.metrics.TunnelMetrics;
 import io.egresstunnel.proto.net.TargetDialer;
 import io.egresstunnel.proto.session.DialFailedException;
 import io.egresstunnel.proto.session.TunnelSession;
+import io.egresstunnel.server.TargetRoutes;
 import io.prometheus.metrics.core.datapoints.CounterDataPoint;
 import io.prometheus.metrics.core.datapoints.DistributionDataPoint;
 import io.prometheus.metrics.core.metrics.Counter;
@@ -84,6 +85,7 @@ public final class ServerMetrics {
   private final CounterDataPoint[] connectAnswers = new CounterDataPoint[CODES.length + 1];
   private final Counter dialFailures;
   private final CounterDataPoint fallbackDirect;
+  private final CounterDataPoint[] routes = new CounterDataPoint[TargetRoutes.Kind.values().length];
   private final Histogram dialSeconds;
   // By route * OUTCOMES + outcome, resolved on first use: most pairs never occur, and need no
   // empty series. The arrays publish each child safely to the other event loops.
@@ -157,6 +159,19 @@ public final class ServerMetrics {
             .withoutExemplars()
             .register(registry);
     grpcDialsOk = grpcDials.labelValues("ok");
+    Counter routed =
+        Counter.builder()
+            .name(PREFIX + "routes_total")
+            .help(
+                "Dials by how they were routed: node (the mode's route to a node's agent), network"
+                    + " (a network an agent serves), default_route (an agent offering a default"
+                    + " route), direct, rejected (--default-route reject).")
+            .labelNames("kind")
+            .withoutExemplars()
+            .register(registry);
+    for (TargetRoutes.Kind k : TargetRoutes.Kind.values()) {
+      routes[k.ordinal()] = routed.labelValues(k.label);
+    }
     grpcDialsFailed = grpcDials.labelValues("error");
     // The series everyone graphs exist from the start, at zero.
     for (Protocol protocol : Protocol.values()) {
@@ -217,6 +232,11 @@ public final class ServerMetrics {
   /** A target of a node without an agent is dialled directly (--fallback-direct). */
   public void fallbackDirect() {
     fallbackDirect.inc();
+  }
+
+  /** A dial was routed so (before it is dialled). */
+  public void routed(TargetRoutes.Kind kind) {
+    routes[kind.ordinal()].inc();
   }
 
   private CounterDataPoint failure(Protocol protocol, int route, DialOutcome outcome) {

@@ -39,8 +39,10 @@ public final class ServerStatus {
    * @param bytesFromAgent payload bytes received from it
    * @param lastHeardMillisAgo time since anything (a frame or a pong) arrived from it
    * @param draining whether either side has sent GO_AWAY
+   * @param carries what it carries besides its node: {@code default route}, served networks and
+   *     hosts, or empty
    */
-  record Agent(
+  public record Agent(
       String node,
       String address,
       String connectedSince,
@@ -49,7 +51,22 @@ public final class ServerStatus {
       long bytesToAgent,
       long bytesFromAgent,
       long lastHeardMillisAgo,
-      boolean draining) {}
+      boolean draining,
+      String carries) {}
+
+  /** What an agent's hello says it carries besides its node. */
+  static String carries(io.egresstunnel.proto.AgentHello h) {
+    if (h == null) {
+      return "";
+    }
+    List<String> parts = new ArrayList<>();
+    if (h.offersDefaultRoute()) {
+      parts.add("default route");
+    }
+    h.servedCidrs().forEach(c -> parts.add(c.toString()));
+    parts.addAll(h.servedHosts());
+    return String.join(", ", parts);
+  }
 
   /**
    * An open stream.
@@ -82,7 +99,9 @@ public final class ServerStatus {
 
   public static CompletableFuture<Report> collect(TunnelServer server) {
     List<CompletableFuture<SessionStatus>> asks = new ArrayList<>();
+    List<String> carried = new ArrayList<>();
     for (TunnelSession s : server.registry().allSessions()) {
+      carried.add(carries(s.agentHello()));
       CompletableFuture<SessionStatus> ask = new CompletableFuture<>();
       s.status()
           .addListener(
@@ -100,8 +119,8 @@ public final class ServerStatus {
             done -> {
               List<Agent> agents = new ArrayList<>();
               List<Stream> streams = new ArrayList<>();
-              for (CompletableFuture<SessionStatus> ask : asks) {
-                SessionStatus s = ask.join();
+              for (int i = 0; i < asks.size(); i++) {
+                SessionStatus s = asks.get(i).join();
                 if (s == null) {
                   continue;
                 }
@@ -115,7 +134,8 @@ public final class ServerStatus {
                         s.bytesToPeer(),
                         s.bytesFromPeer(),
                         s.lastHeardMillisAgo(),
-                        s.draining()));
+                        s.draining(),
+                        carried.get(i)));
                 for (SessionStatus.Stream st : s.streams()) {
                   streams.add(
                       new Stream(
@@ -165,7 +185,7 @@ public final class ServerStatus {
   }
 
   /** The report as aligned tables, for a terminal. */
-  static String toTable(Report r) {
+  public static String toTable(Report r) {
     StringBuilder b = new StringBuilder();
     b.append("server ")
         .append(r.serverId())
@@ -177,7 +197,15 @@ public final class ServerStatus {
     List<String[]> rows = new ArrayList<>();
     rows.add(
         new String[] {
-          "NODE", "ADDRESS", "CONNECTED", "STREAMS", "TOTAL", "BYTES OUT", "BYTES IN", "LAST HEARD"
+          "NODE",
+          "ADDRESS",
+          "CONNECTED",
+          "STREAMS",
+          "TOTAL",
+          "BYTES OUT",
+          "BYTES IN",
+          "LAST HEARD",
+          "CARRIES"
         });
     for (Agent a : r.agents()) {
       rows.add(
@@ -190,7 +218,8 @@ public final class ServerStatus {
             Long.toString(a.streamsTotal()),
             bytes(a.bytesToAgent()),
             bytes(a.bytesFromAgent()),
-            age(a.lastHeardMillisAgo()) + " ago"
+            age(a.lastHeardMillisAgo()) + " ago",
+            a.carries().isEmpty() ? "-" : a.carries()
           });
     }
     b.append(r.agents().size()).append(" agent(s)\n");

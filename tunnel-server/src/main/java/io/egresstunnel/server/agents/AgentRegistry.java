@@ -10,6 +10,7 @@ import io.egresstunnel.proto.session.TunnelSession;
 import io.egresstunnel.routing.DeclaredRouter;
 import io.egresstunnel.routing.KubernetesRouteSource;
 import io.egresstunnel.routing.NodeInfo;
+import io.egresstunnel.routing.ServedNetworks;
 import java.time.Duration;
 import java.util.Collection;
 import java.util.Deque;
@@ -17,6 +18,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentLinkedDeque;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -29,7 +31,10 @@ import org.slf4j.LoggerFactory;
  * <p>Without the Kubernetes API, a node stays known after its last agent leaves, so that its
  * kubelet targets fail with 503 instead of silently bypassing the tunnel: for {@code
  * departedNodeTtl}, and at most {@code maxDepartedNodes} such nodes (the longest gone are forgotten
- * first).
+ * first). The networks an agent serves ({@code --serve-cidr}, {@code --serve-host}) are remembered
+ * the same way, with or without the API.
+ *
+ * <p>It also keeps the sessions whose agents offer a default route, for targets that no node owns.
  */
 public final class AgentRegistry implements TunnelSession.Listener {
   private static final Logger log = LoggerFactory.getLogger(AgentRegistry.class);
@@ -37,6 +42,16 @@ public final class AgentRegistry implements TunnelSession.Listener {
   private final Map<String, Deque<TunnelSession>> byNode = new ConcurrentHashMap<>();
   private final DeclaredRouter declaredRoutes;
   private final KubernetesRouteSource apiRoutes;
+  private final ServedNetworks servedNetworks;
+  private final Duration departedNodeTtl;
+
+  /** Established sessions whose agents offer a default route, in no particular order. */
+  private final List<TunnelSession> offering = new CopyOnWriteArrayList<>();
+
+  /** When the last agent offering a default route left (System.nanoTime), or 0: none has. */
+  private volatile long offeringLeftNanos;
+
+  private volatile boolean everOffered;
   private final int maxAgents;
   private final AtomicInteger established = new AtomicInteger();
 
@@ -52,11 +67,14 @@ public final class AgentRegistry implements TunnelSession.Listener {
   public AgentRegistry(
       DeclaredRouter declaredRoutes,
       KubernetesRouteSource apiRoutes,
+      ServedNetworks servedNetworks,
       int maxAgents,
       Duration departedNodeTtl,
       int maxDepartedNodes) {
     this.declaredRoutes = declaredRoutes;
     this.apiRoutes = apiRoutes;
+    this.servedNetworks = servedNetworks;
+    this.departedNodeTtl = departedNodeTtl;
     this.maxAgents = maxAgents;
     this.departed =
         Caffeine.newBuilder()
@@ -71,6 +89,7 @@ public final class AgentRegistry implements TunnelSession.Listener {
   private synchronized void forget(String node, RemovalCause cause) {
     if (cause.wasEvicted() && !byNode.containsKey(node)) {
       declaredRoutes.remove(node);
+      servedNetworks.remove(node);
       log.info("forgot node {}: no agent for it since {} ({})", node, cause, departedSummary());
     }
   }
@@ -96,6 +115,26 @@ public final class AgentRegistry implements TunnelSession.Listener {
       }
     }
     return null;
+  }
+
+  /**
+   * The sessions that may take a new stream for a target that no node owns: established, not
+   * draining, offering a default route. A snapshot, in no particular order.
+   */
+  public List<TunnelSession> defaultRouteSessions() {
+    return offering;
+  }
+
+  /**
+   * Whether targets that no node owns should go to agents under {@code --default-route auto}: an
+   * agent offering a default route is connected, or the last one left less than the departed-node
+   * TTL ago (its targets then get 503 rather than a silent direct dial).
+   */
+  public boolean defaultRouteExpected() {
+    if (!offering.isEmpty()) {
+      return true;
+    }
+    return everOffered && System.nanoTime() - offeringLeftNanos < departedNodeTtl.toNanos();
   }
 
   /** Agent sessions established now. */
@@ -126,31 +165,41 @@ public final class AgentRegistry implements TunnelSession.Listener {
     established.incrementAndGet();
     NodeInfo declared =
         new NodeInfo(hello.nodeName(), hello.addresses(), hello.podCidrs(), hello.kubeletPort());
-    if (apiRoutes == null) {
-      synchronized (this) {
-        byNode
-            .computeIfAbsent(hello.nodeName(), n -> new ConcurrentLinkedDeque<>())
-            .addFirst(session);
-        departed.invalidate(hello.nodeName());
-        declaredRoutes.upsert(declared);
-      }
-    } else {
+    ServedNetworks.Served served =
+        new ServedNetworks.Served(hello.servedCidrs(), hello.servedHosts());
+    synchronized (this) {
       byNode
           .computeIfAbsent(hello.nodeName(), n -> new ConcurrentLinkedDeque<>())
           .addFirst(session);
+      departed.invalidate(hello.nodeName());
+      if (apiRoutes == null) {
+        declaredRoutes.upsert(declared);
+      }
+      servedNetworks.upsert(hello.nodeName(), served);
+      if (hello.offersDefaultRoute()) {
+        everOffered = true;
+        offering.add(session);
+      }
+    }
+    if (apiRoutes != null) {
       checkAgainstApi(declared);
     }
     log.info(
-        "agent connected: node {} from {}, addresses {}, pod CIDRs {}, kubelet port {}",
+        "agent connected: node {} from {}, addresses {}, pod CIDRs {}, kubelet port {}{}{}",
         hello.nodeName(),
         session.channel().remoteAddress(),
         hello.addresses(),
         hello.podCidrs(),
-        hello.kubeletPort());
+        hello.kubeletPort(),
+        served.isEmpty()
+            ? ""
+            : ", serves networks " + served.cidrs() + " and hosts " + served.hosts(),
+        hello.offersDefaultRoute() ? ", offers a default route" : "");
   }
 
   @Override
   public void onGoAway(TunnelSession session, GoAway goAway) {
+    leaveDefaultRoute(session); // a draining session takes no new streams
     log.info("agent for node {} is draining: {}", nodeOf(session), goAway.message());
   }
 
@@ -170,11 +219,19 @@ public final class AgentRegistry implements TunnelSession.Listener {
     if (removed[0]) {
       established.decrementAndGet();
     }
-    if (apiRoutes == null && !byNode.containsKey(hello.nodeName())) {
+    leaveDefaultRoute(session);
+    boolean servesNetworks = !hello.servedCidrs().isEmpty() || !hello.servedHosts().isEmpty();
+    if ((apiRoutes == null || servesNetworks) && !byNode.containsKey(hello.nodeName())) {
       departed.put(hello.nodeName(), Boolean.TRUE); // its 503s last until it is forgotten
     }
     log.info(
         "agent disconnected: node {} ({})", hello.nodeName(), session.channel().remoteAddress());
+  }
+
+  private void leaveDefaultRoute(TunnelSession session) {
+    if (offering.remove(session) && offering.isEmpty()) {
+      offeringLeftNanos = System.nanoTime();
+    }
   }
 
   /** The API wins: an agent whose hello contradicts its Node object is logged, not believed. */

@@ -5,9 +5,9 @@ import io.egresstunnel.proto.net.TargetDialer;
 import io.egresstunnel.proto.session.DialFailedException;
 import io.egresstunnel.proto.session.TunnelSession;
 import io.egresstunnel.proto.session.TunnelStream;
-import io.egresstunnel.routing.Route;
 import io.egresstunnel.server.PeerCertificates;
 import io.egresstunnel.server.ServerConfig;
+import io.egresstunnel.server.TargetRoutes;
 import io.egresstunnel.server.TunnelServer;
 import io.egresstunnel.server.admin.ServerMetrics;
 import io.netty.channel.Channel;
@@ -87,6 +87,11 @@ final class TunnelDial {
   private long startNanos;
   private boolean retriedDraining;
 
+  /** For a default-route dial: the agents to try in order, and which one is being tried. */
+  private List<TunnelSession> defaultRoute;
+
+  private int defaultRouteTry;
+
   private TunnelDial(TunnelServer server, Client client, ConnectTarget target) {
     this.server = server;
     this.client = client;
@@ -135,11 +140,22 @@ final class TunnelDial {
     TunnelDial dial = new TunnelDial(server, client, target);
     dial.startNanos = System.nanoTime();
     client.channel().attr(TunnelStream.PROTOCOL).set(client.protocol().label);
-    Route route = server.router().route(target.host(), target.port());
-    if (route instanceof Route.ViaAgent via) {
-      dial.viaAgent(via.node());
-    } else {
-      dial.direct();
+    TargetRoutes.Decision d = server.routes().decide(target.host(), target.port());
+    server.metrics().routed(d.kind());
+    switch (d.kind()) {
+      case NODE, NETWORK -> dial.viaAgent(d.node());
+      case DIRECT -> dial.direct();
+      case REJECTED -> client.failed(HttpResponseStatus.SERVICE_UNAVAILABLE, d.reason());
+      case DEFAULT_ROUTE -> {
+        if (d.agents().isEmpty()) {
+          server.metrics().noAgent(client.protocol());
+          client.failed(
+              HttpResponseStatus.SERVICE_UNAVAILABLE, d.reason() + " (target " + target + ")");
+        } else {
+          dial.defaultRoute = d.agents();
+          dial.tryDefaultRoute(0);
+        }
+      }
     }
   }
 
@@ -158,6 +174,31 @@ final class TunnelDial {
           "no agent connected for node " + node + " (target " + target + ")");
       return;
     }
+    openOnSessionLoop(session, node);
+  }
+
+  /**
+   * Tries the {@code i}th agent chosen for the default route; a session that can no longer take the
+   * stream is passed over for the next.
+   */
+  private void tryDefaultRoute(int i) {
+    defaultRouteTry = i;
+    TunnelSession session = defaultRoute.get(i);
+    if (!session.isEstablished() || session.isDraining()) {
+      if (i + 1 < defaultRoute.size()) {
+        tryDefaultRoute(i + 1);
+      } else {
+        server.metrics().noAgent(client.protocol());
+        client.failed(
+            HttpResponseStatus.SERVICE_UNAVAILABLE,
+            "no agent offering a default route can take " + target + " (each is draining)");
+      }
+      return;
+    }
+    openOnSessionLoop(session, TargetRoutes.nodeOf(session));
+  }
+
+  private void openOnSessionLoop(TunnelSession session, String node) {
     Channel ch = client.channel();
     if (ch.eventLoop() == session.eventLoop() || !client.movable()) {
       openStream(session, node);
@@ -206,7 +247,20 @@ final class TunnelDial {
                       return;
                     }
                     client.connected(stream, node);
-                  } else if (!retriedDraining
+                  } else if (defaultRoute != null
+                      && defaultRouteTry + 1 < defaultRoute.size()
+                      && ch.isActive()
+                      && failsOver(f.cause())) {
+                    // Another agent offering the default route may reach what this one cannot.
+                    log.info(
+                        "default route: agent for node {} could not dial {} ({}); trying node {}",
+                        node,
+                        target,
+                        f.cause().getMessage(),
+                        TargetRoutes.nodeOf(defaultRoute.get(defaultRouteTry + 1)));
+                    tryDefaultRoute(defaultRouteTry + 1);
+                  } else if (defaultRoute == null
+                      && !retriedDraining
                       && ch.isActive()
                       && f.cause() instanceof DialFailedException dfe
                       && dfe.status() == DialStatus.DRAINING
@@ -216,9 +270,30 @@ final class TunnelDial {
                     retriedDraining = true;
                     viaAgent(node);
                   } else {
+                    if (f.cause() instanceof DialFailedException dfe
+                        && dfe.status() == DialStatus.FORBIDDEN) {
+                      log.info(
+                          "the agent for node {} refused {}: {}", node, target, dfe.getMessage());
+                    }
                     failed(f.cause());
                   }
                 }));
+  }
+
+  /**
+   * Whether a default-route dial that failed so is tried on another agent: the agent could not
+   * reach the target's network, was full or going away. Not a refusal by the target, a timeout (the
+   * wait would double) or a policy refusal.
+   */
+  private static boolean failsOver(Throwable cause) {
+    if (!(cause instanceof DialFailedException dfe)) {
+      return false;
+    }
+    return dfe.sessionLost()
+        || switch (dfe.status()) {
+          case UNREACHABLE, TOO_MANY_STREAMS, DRAINING -> true;
+          default -> false;
+        };
   }
 
   private void direct() {

@@ -220,7 +220,14 @@ public final class DemoClient {
     }
   }
 
+  /** The route /routez gives, without its explanation in parentheses (the column stays short). */
   private static String route(String admin, String target) {
+    String r = routez(admin, target);
+    int why = r.indexOf(" (");
+    return why > 0 ? r.substring(0, why) : r;
+  }
+
+  private static String routez(String admin, String target) {
     try {
       HttpResponse<String> r =
           HttpClient.newHttpClient()

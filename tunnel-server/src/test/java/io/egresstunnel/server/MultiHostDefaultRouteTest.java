@@ -25,6 +25,10 @@ import org.junit.jupiter.api.condition.OS;
 @EnabledOnOs(OS.LINUX)
 class MultiHostDefaultRouteTest {
   private static final String SERVICE = "10.96.0.10";
+
+  /** An address only a1's host has: a2 has no route to it. */
+  private static final String ONLY_A1 = "10.97.0.20";
+
   private static NetnsHosts hosts;
   private static String srv;
   private static String a1;
@@ -57,6 +61,22 @@ class MultiHostDefaultRouteTest {
           "--directory",
           dir.toString());
     }
+    onlyA1();
+  }
+
+  private static void onlyA1() throws Exception {
+    hosts.addLocalAddress(a1, ONLY_A1);
+    hosts.start(
+        a1,
+        "http-only-a1",
+        "python3",
+        "-m",
+        "http.server",
+        "8080",
+        "--bind",
+        ONLY_A1,
+        "--directory",
+        www.resolve("a1").toString());
   }
 
   @AfterAll
@@ -142,6 +162,13 @@ class MultiHostDefaultRouteTest {
       NetnsHosts.Result named = fetch("http://webhook.ns.svc:8080/id", 20);
       assertThat(named.exit()).as(named.output()).isZero();
       assertThat(count(named.output(), "a1") + count(named.output(), "a2")).isEqualTo(20);
+
+      // An address that only a1 reaches: a dial that tries a2 first (network unreachable there)
+      // moves on to a1, so every one of them succeeds.
+      NetnsHosts.Result failover = fetch("http://" + ONLY_A1 + ":8080/id", 20);
+      assertThat(failover.exit()).as(failover.output()).isZero();
+      assertThat(count(failover.output(), "a1")).isEqualTo(20);
+      assertThat(hosts.log("server-agents")).contains("could not dial " + ONLY_A1);
 
       // The cloud metadata address is never a default route's target.
       NetnsHosts.Result metadata =

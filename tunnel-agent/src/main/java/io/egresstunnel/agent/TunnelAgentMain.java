@@ -202,8 +202,10 @@ public final class TunnelAgentMain implements Callable<Integer> {
 
   @Option(
       names = "--max-pending-dials",
-      defaultValue = "1000",
-      description = "Most dials in progress per server. Default: ${DEFAULT-VALUE}.")
+      defaultValue = "10000",
+      description =
+          "Most dials in progress per server (a connecting socket each, about 1.6 KiB of heap);"
+              + " the default absorbs a burst of 10000 dials at once. Default: ${DEFAULT-VALUE}.")
   int maxPendingDials;
 
   @Option(
@@ -237,8 +239,11 @@ public final class TunnelAgentMain implements Callable<Integer> {
   @Option(
       names = "--reconnect-max",
       paramLabel = "DURATION",
-      defaultValue = "30s",
-      description = "Longest reconnect delay (backoff starts at 100ms). Default: ${DEFAULT-VALUE}.")
+      defaultValue = "5s",
+      description =
+          "Longest reconnect delay: backoff starts at 100ms and doubles, each delay drawn from"
+              + " [d/2, d] so that many agents do not reconnect at once. A restarted server has its"
+              + " agents back within this long. Default: ${DEFAULT-VALUE}.")
   String reconnectMax;
 
   @Option(

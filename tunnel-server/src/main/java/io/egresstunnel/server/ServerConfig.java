@@ -463,7 +463,7 @@ public record ServerConfig(
           io.egresstunnel.proto.Limits.DEFAULT_INITIAL_WINDOW,
           io.egresstunnel.proto.Limits.DEFAULT_MAX_FRAME_PAYLOAD,
           10_000,
-          1_000,
+          10_000,
           10_000,
           Duration.ofSeconds(10),
           8 * 1024,

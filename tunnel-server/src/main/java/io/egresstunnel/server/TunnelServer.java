@@ -82,6 +82,8 @@ public final class TunnelServer implements AutoCloseable {
   private final AgentRegistry registry;
   private final ServerMetrics metrics;
   private final AgentAuthenticator authenticator;
+  private final io.egresstunnel.proto.config.RateLimitedLog upgradeRefusals =
+      AgentAuthHandler.newRefusalLog();
   private final TargetDialer dialer = new TargetDialer(2);
   private final EventLoopGroup bossGroup;
   private final EventLoopGroup workerGroup;
@@ -305,7 +307,9 @@ public final class TunnelServer implements AutoCloseable {
                         registry,
                         limits.maxAgents(),
                         limits.handshakeTimeout().toMillis(),
-                        TunnelServer.this::isDraining));
+                        TunnelServer.this::isDraining,
+                        metrics::agentUpgradeRefused,
+                        upgradeRefusals));
                 if (SlicingWebSocketFrameDecoder.enabled()) {
                   p.addLast(
                       "ws-decoder-installer",

@@ -276,8 +276,11 @@ public final class TunnelServerMain implements Callable<Integer> {
 
   @Option(
       names = "--max-pending-dials-per-agent",
-      defaultValue = "1000",
-      description = "Most dials waiting for one agent; more get 503. Default: ${DEFAULT-VALUE}.")
+      defaultValue = "10000",
+      description =
+          "Most dials waiting for one agent; more get 503. The default absorbs a burst of 10000"
+              + " dials at once; each pending dial holds about 2.4 KiB of heap"
+              + " (docs/reliability.md). Default: ${DEFAULT-VALUE}.")
   int maxPendingDials;
 
   @Option(

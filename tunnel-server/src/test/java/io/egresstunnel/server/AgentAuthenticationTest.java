@@ -74,6 +74,49 @@ class AgentAuthenticationTest {
     }
   }
 
+  /** A retrying agent with a wrong token: every refusal counted, the log not flooded. */
+  @Test
+  void aFloodOfRefusedUpgradesIsCountedAndLoggedOnce(@TempDir Path dir) throws Exception {
+    ch.qos.logback.classic.Logger logger =
+        (ch.qos.logback.classic.Logger)
+            org.slf4j.LoggerFactory.getLogger(io.egresstunnel.server.agents.AgentAuthHandler.class);
+    ch.qos.logback.core.read.ListAppender<ch.qos.logback.classic.spi.ILoggingEvent> lines =
+        new ch.qos.logback.core.read.ListAppender<>();
+    lines.start();
+    logger.addAppender(lines);
+    io.prometheus.metrics.model.registry.PrometheusRegistry metrics =
+        new io.prometheus.metrics.model.registry.PrometheusRegistry();
+    Path tokens = dir.resolve("tokens");
+    Files.writeString(tokens, TOKEN_A + " node-a\n");
+    try (TunnelServer server =
+        new TunnelServer(
+                ServerConfig.plain(
+                        EgressMode.AGENT,
+                        new InetSocketAddress("127.0.0.1", 0),
+                        new InetSocketAddress("127.0.0.1", 0))
+                    .withAgentTokenFile(tokens),
+                metrics)
+            .start()) {
+      for (int i = 0; i < 200; i++) {
+        assertThat(upgrade(server, "not-the-token-at-all-xxxx", "node-a"))
+            .startsWith("HTTP/1.1 401");
+      }
+      assertThat(upgrade(server, TOKEN_A, "node-b")).startsWith("HTTP/1.1 403");
+      assertThat(
+              MetricsTest.Scrape.of(metrics)
+                  .get("egress_tunnel_server_agent_upgrades_refused_total", "code", "401"))
+          .isEqualTo(200.0);
+      assertThat(lines.list)
+          .extracting(ch.qos.logback.classic.spi.ILoggingEvent::getFormattedMessage)
+          .filteredOn(m -> m.startsWith("refused agent upgrade"))
+          .hasSize(2)
+          .anySatisfy(m -> assertThat(m).contains("401"))
+          .anySatisfy(m -> assertThat(m).contains("403"));
+    } finally {
+      logger.detachAppender(lines);
+    }
+  }
+
   @Test
   void aTokenMaySpeakOnlyForItsNodes(@TempDir Path dir) throws Exception {
     try (TunnelServer server = server(dir)) {

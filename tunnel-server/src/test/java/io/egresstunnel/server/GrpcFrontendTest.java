@@ -187,10 +187,7 @@ class GrpcFrontendTest {
   }
 
   private static MetricsTest.Scrape scrape() throws java.io.IOException {
-    var out = new java.io.ByteArrayOutputStream();
-    io.prometheus.metrics.expositionformats.PrometheusTextFormatWriter.create()
-        .write(out, fx.server.metrics().registry().scrape());
-    return MetricsTest.Scrape.parse(out.toString(StandardCharsets.UTF_8));
+    return MetricsTest.Scrape.of(fx.server.metrics().registry());
   }
 
   @Test

@@ -285,6 +285,15 @@ class MetricsTest {
   record Scrape(Map<String, Double> samples) {
     private static final Pattern LABEL = Pattern.compile("(\\w+)=\"((?:[^\"\\\\]|\\\\.)*)\"");
 
+    /** What {@code registry} holds now, through the text format. */
+    static Scrape of(io.prometheus.metrics.model.registry.PrometheusRegistry registry)
+        throws java.io.IOException {
+      var out = new java.io.ByteArrayOutputStream();
+      io.prometheus.metrics.expositionformats.PrometheusTextFormatWriter.create()
+          .write(out, registry.scrape());
+      return parse(out.toString(java.nio.charset.StandardCharsets.UTF_8));
+    }
+
     /** Parses the text format: {@code name{labels} value} lines; comments and blanks skipped. */
     static Scrape parse(String text) {
       Map<String, Double> samples = new HashMap<>();

@@ -85,6 +85,7 @@ public final class ServerMetrics {
   private final CounterDataPoint[] connectAnswers = new CounterDataPoint[CODES.length + 1];
   private final Counter dialFailures;
   private final CounterDataPoint fallbackDirect;
+  private final Counter upgradesRefused;
   private final CounterDataPoint[] routes = new CounterDataPoint[TargetRoutes.Kind.values().length];
   private final Histogram dialSeconds;
   // By route * OUTCOMES + outcome, resolved on first use: most pairs never occur, and need no
@@ -159,6 +160,17 @@ public final class ServerMetrics {
             .withoutExemplars()
             .register(registry);
     grpcDialsOk = grpcDials.labelValues("ok");
+    upgradesRefused =
+        Counter.builder()
+            .name(PREFIX + "agent_upgrades_refused_total")
+            .help(
+                "Agent websocket upgrades refused, by HTTP status: 401 (no or a wrong credential),"
+                    + " 403 (a node the credential may not speak for), 503 (draining, at"
+                    + " --max-agents, or a TokenReview that failed). The log shows the first of"
+                    + " each kind per 10 s.")
+            .labelNames("code")
+            .withoutExemplars()
+            .register(registry);
     Counter routed =
         Counter.builder()
             .name(PREFIX + "routes_total")
@@ -232,6 +244,11 @@ public final class ServerMetrics {
   /** A target of a node without an agent is dialled directly (--fallback-direct). */
   public void fallbackDirect() {
     fallbackDirect.inc();
+  }
+
+  /** An agent's upgrade was refused with {@code code}. */
+  public void agentUpgradeRefused(int code) {
+    upgradesRefused.labelValues(Integer.toString(code)).inc();
   }
 
   /** A dial was routed so (before it is dialled). */

@@ -1,5 +1,6 @@
 package io.egresstunnel.server.agents;
 
+import io.egresstunnel.proto.config.RateLimitedLog;
 import io.egresstunnel.proto.session.SessionPipeline;
 import io.egresstunnel.server.PeerCertificates;
 import io.fabric8.kubernetes.client.KubernetesClientException;
@@ -16,10 +17,12 @@ import io.netty.handler.codec.http.HttpVersion;
 import io.netty.util.AttributeKey;
 import io.netty.util.ReferenceCountUtil;
 import java.nio.charset.StandardCharsets;
+import java.time.Duration;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
+import java.util.function.IntConsumer;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -34,6 +37,14 @@ import org.slf4j.LoggerFactory;
 public final class AgentAuthHandler extends ChannelInboundHandlerAdapter {
   private static final Logger log = LoggerFactory.getLogger(AgentAuthHandler.class);
 
+  /**
+   * A server's log of refused upgrades: one line per status and reason per 10 s, so that a retrying
+   * agent or a scanner cannot flood it.
+   */
+  public static RateLimitedLog newRefusalLog() {
+    return new RateLimitedLog(log, Duration.ofSeconds(10));
+  }
+
   /** The node an agent authenticated for; its hello must declare the same node. */
   static final AttributeKey<String> AUTHENTICATED_NODE =
       AttributeKey.valueOf(AgentAuthHandler.class, "node");
@@ -43,14 +54,24 @@ public final class AgentAuthHandler extends ChannelInboundHandlerAdapter {
   private final int maxAgents;
   private final long timeoutMillis;
   private final java.util.function.BooleanSupplier draining;
+  private final IntConsumer refused;
+  private final RateLimitedLog refusals;
 
+  /**
+   * @param refused counts a refused upgrade by its HTTP status code
+   * @param refusals the server's {@link #newRefusalLog}
+   */
   public AgentAuthHandler(
       AgentAuthenticator authenticator,
       AgentRegistry registry,
       int maxAgents,
       long timeoutMillis,
-      java.util.function.BooleanSupplier draining) {
+      java.util.function.BooleanSupplier draining,
+      IntConsumer refused,
+      RateLimitedLog refusals) {
     this.draining = draining;
+    this.refused = refused;
+    this.refusals = refusals;
     this.authenticator = authenticator;
     this.registry = registry;
     this.maxAgents = maxAgents;
@@ -144,13 +165,15 @@ public final class AgentAuthHandler extends ChannelInboundHandlerAdapter {
     ctx.fireChannelRead(request);
   }
 
-  private static void refuse(
+  private void refuse(
       ChannelHandlerContext ctx,
       FullHttpRequest request,
       String node,
       AgentAuthenticator.Verdict verdict) {
     request.release();
-    log.warn(
+    refused.accept(verdict.status().code());
+    refusals.warn(
+        verdict.status().code() + " " + verdict.reason(),
         "refused agent upgrade from {} (node {}): {} {}",
         ctx.channel().remoteAddress(),
         node,

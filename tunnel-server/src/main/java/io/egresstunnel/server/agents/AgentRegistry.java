@@ -168,9 +168,10 @@ public final class AgentRegistry implements TunnelSession.Listener {
     ServedNetworks.Served served =
         new ServedNetworks.Served(hello.servedCidrs(), hello.servedHosts());
     synchronized (this) {
-      byNode
-          .computeIfAbsent(hello.nodeName(), n -> new ConcurrentLinkedDeque<>())
-          .addFirst(session);
+      Deque<TunnelSession> sessions =
+          byNode.computeIfAbsent(hello.nodeName(), n -> new ConcurrentLinkedDeque<>());
+      logTakeover(session, sessions);
+      sessions.addFirst(session);
       departed.invalidate(hello.nodeName());
       if (apiRoutes == null) {
         declaredRoutes.upsert(declared);
@@ -226,6 +227,33 @@ public final class AgentRegistry implements TunnelSession.Listener {
     }
     log.info(
         "agent disconnected: node {} ({})", hello.nodeName(), session.channel().remoteAddress());
+  }
+
+  /**
+   * A node's newest session takes its new streams. Say so when another is still there: during a
+   * rolling update the old one is draining (INFO); a live one means two agents speak for one node,
+   * or a reconnect before the old session was seen dead (WARN).
+   */
+  private static void logTakeover(TunnelSession session, Deque<TunnelSession> earlier) {
+    for (TunnelSession old : earlier) {
+      if (!old.isEstablished()) {
+        continue;
+      }
+      String line =
+          "node {}: the new session from {} takes its new streams; the session from {} keeps"
+              + " its open streams{}";
+      Object[] args = {
+        nodeOf(session),
+        session.channel().remoteAddress(),
+        old.channel().remoteAddress(),
+        old.isDraining() ? " (draining)" : " and is still live: two agents for one node?"
+      };
+      if (old.isDraining()) {
+        log.info(line, args);
+      } else {
+        log.warn(line, args);
+      }
+    }
   }
 
   private void leaveDefaultRoute(TunnelSession session) {

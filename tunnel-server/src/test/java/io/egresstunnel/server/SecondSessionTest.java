@@ -52,4 +52,61 @@ class SecondSessionTest {
       logger.detachAppender(lines);
     }
   }
+
+  /**
+   * The node's newest session stops answering (its agent reads nothing: no DIAL_RESULT, no pong): a
+   * dial to it moves to the node's other live session after the probe's wait, long before the dial
+   * timeout.
+   */
+  @Test
+  void aDialToASilentSessionMovesToTheNodesOtherSession() throws Exception {
+    Logger logger = (Logger) LoggerFactory.getLogger("io.egresstunnel.server.frontend.TunnelDial");
+    ListAppender<ILoggingEvent> lines = new ListAppender<>();
+    lines.start();
+    logger.addAppender(lines);
+    try (TunnelFixture fx =
+            new TunnelFixture(EgressMode.POD, l -> l.withDialTimeout(Duration.ofMinutes(5)));
+        TestTarget echo = new TestTarget("127.9.2.10", 0, TestTarget::echo)) {
+      fx.startAgent(fx.agentConfig("node-s", "127.0.9.2", "127.9.2.0/24", EgressMode.POD));
+      var live = fx.session("node-s");
+      TunnelAgent silent =
+          new TunnelAgent(fx.agentConfig("node-s", "127.0.9.2", "127.9.2.0/24", EgressMode.POD))
+              .start();
+      fx.agents.add(silent);
+      await().atMost(Duration.ofSeconds(20)).until(() -> fx.session("node-s") != live);
+      var newest = fx.session("node-s");
+      // The agent hangs (its event loop is stuck): dials and pings go unanswered from now on.
+      java.util.concurrent.CountDownLatch hang = new java.util.concurrent.CountDownLatch(1);
+      silent
+          .sessions()
+          .get(0)
+          .eventLoop()
+          .execute(
+              () -> {
+                try {
+                  hang.await(60, java.util.concurrent.TimeUnit.SECONDS);
+                } catch (InterruptedException e) {
+                  Thread.currentThread().interrupt();
+                }
+              });
+      try {
+
+        ConnectClient.Answer a =
+            ConnectClient.connect(fx.proxy(), echo.address() + ":" + echo.port());
+        assertThat(a.status()).isEqualTo(200);
+        a.socket().getOutputStream().write(7);
+        assertThat(a.socket().getInputStream().read()).isEqualTo(7);
+        a.socket().close();
+        assertThat(newest.streamsOpened()).isEqualTo(1); // tried first
+        assertThat(live.streamsOpened()).isEqualTo(1); // and carried it
+        assertThat(lines.list)
+            .extracting(ILoggingEvent::getFormattedMessage)
+            .anySatisfy(m -> assertThat(m).contains("answered neither a dial nor a ping"));
+      } finally {
+        hang.countDown();
+      }
+    } finally {
+      logger.detachAppender(lines);
+    }
+  }
 }

@@ -132,7 +132,7 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
   private int lastStreamId;
   private int pendingDials;
   private long connectedAtMillis;
-  private long lastHeardNanos = System.nanoTime();
+  private volatile long lastHeardNanos = System.nanoTime();
   private long closedBytesToPeer;
   private long closedBytesFromPeer;
   private volatile long streamsOpened;
@@ -213,6 +213,25 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
   /** True once either side has announced a drain: no new streams. */
   public boolean isDraining() {
     return goAwaySent || goAwayReceived != null;
+  }
+
+  /** When anything last arrived from the peer ({@link System#nanoTime()}). Any thread. */
+  public long lastHeardNanos() {
+    return lastHeardNanos;
+  }
+
+  /**
+   * Asks the peer for a sign of life now: a websocket ping, which its websocket layer answers with
+   * a pong whatever its streams are doing. {@link #lastHeardNanos()} moves when anything comes
+   * back. Any thread.
+   */
+  public void probe() {
+    execute(
+        () -> {
+          if (established && ctx != null && ctx.channel().isActive()) {
+            ctx.writeAndFlush(new PingWebSocketFrame());
+          }
+        });
   }
 
   /** Streams dialling or open. Only meaningful on the event loop. */

@@ -162,6 +162,13 @@ public final class TunnelStream {
     client
         .closeFuture()
         .addListener(f -> session.execute(() -> onLocalClosed("the client closed its connection")));
+    // A caller that gives the dial up (it moves to another session) cancels the promise.
+    promise.addListener(
+        f -> {
+          if (f.isCancelled()) {
+            resetWith(ErrorCode.CANCEL, "the dial was given up");
+          }
+        });
   }
 
   void onDialResult(DialResult result) {

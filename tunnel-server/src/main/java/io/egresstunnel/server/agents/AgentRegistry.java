@@ -137,6 +137,20 @@ public final class AgentRegistry implements TunnelSession.Listener {
     return everOffered && System.nanoTime() - offeringLeftNanos < departedNodeTtl.toNanos();
   }
 
+  /** Another session of {@code node} that could take a new stream instead of {@code than}. */
+  public TunnelSession otherSession(String node, TunnelSession than) {
+    Deque<TunnelSession> sessions = byNode.get(node);
+    if (sessions == null) {
+      return null;
+    }
+    for (TunnelSession s : sessions) {
+      if (s != than && s.isEstablished() && !s.isDraining()) {
+        return s;
+      }
+    }
+    return null;
+  }
+
   /** Agent sessions established now. */
   public int agentCount() {
     return established.get();

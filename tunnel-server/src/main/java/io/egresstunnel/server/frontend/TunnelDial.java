@@ -92,6 +92,8 @@ final class TunnelDial {
 
   private int defaultRouteTry;
 
+  private boolean movedFromSilentSession;
+
   private TunnelDial(TunnelServer server, Client client, ConnectTarget target) {
     this.server = server;
     this.client = client;
@@ -231,12 +233,17 @@ final class TunnelDial {
   private void openStream(TunnelSession session, String node) {
     long dialMillis = server.config().limits().dialTimeout().toMillis();
     Channel ch = client.channel();
+    long sentNanos = System.nanoTime();
     Future<TunnelStream> opened =
         session.openStream(target.host(), target.port(), (int) dialMillis, dialMillis + 2_000, ch);
+    watchForSilence(session, node, opened, sentNanos);
     opened.addListener(
         f ->
             onClientLoop(
                 () -> {
+                  if (f.isCancelled()) {
+                    return; // the dial moved to another session (watchForSilence)
+                  }
                   server
                       .metrics()
                       .dialFinished(client.protocol(), true, f.cause(), startNanos, ch.isActive());
@@ -279,6 +286,55 @@ final class TunnelDial {
                   }
                 }));
   }
+
+  /**
+   * When the node has another live session, a dial to this one is also a question whether it is
+   * alive: the session is probed (a websocket ping) and, if nothing at all comes back from it
+   * within {@link #SILENCE_MILLIS}, the dial moves to the other session instead of waiting out the
+   * dial timeout. Once per dial.
+   */
+  private void watchForSilence(
+      TunnelSession session, String node, Future<TunnelStream> opened, long sentNanos) {
+    if (defaultRoute != null || movedFromSilentSession) {
+      return;
+    }
+    TunnelSession other = server.registry().otherSession(node, session);
+    if (other == null) {
+      return;
+    }
+    session.probe();
+    long wait = Math.min(SILENCE_MILLIS, server.config().limits().dialTimeout().toMillis() / 2);
+    client
+        .channel()
+        .eventLoop()
+        .schedule(
+            () -> {
+              if (opened.isDone()
+                  || !client.channel().isActive()
+                  || session.lastHeardNanos() - sentNanos > 0) {
+                return; // answered, given up, or the session is alive and the target slow
+              }
+              TunnelSession next = server.registry().otherSession(node, session);
+              if (next == null || !opened.cancel(false)) {
+                return;
+              }
+              movedFromSilentSession = true;
+              log.warn(
+                  "node {}: the session from {} answered neither a dial nor a ping within {} ms;"
+                      + " the dial to {} moves to the session from {}",
+                  node,
+                  session.channel().remoteAddress(),
+                  wait,
+                  target,
+                  next.channel().remoteAddress());
+              openOnSessionLoop(next, node);
+            },
+            wait,
+            java.util.concurrent.TimeUnit.MILLISECONDS);
+  }
+
+  /** How long a probed session may stay silent before its dial moves to the node's other one. */
+  static final long SILENCE_MILLIS = 2_000;
 
   /**
    * Whether a default-route dial that failed so is tried on another agent: the agent could not

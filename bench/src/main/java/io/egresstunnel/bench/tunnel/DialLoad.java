@@ -22,7 +22,8 @@ import java.util.concurrent.TimeUnit;
  * must route and allow that address on any port (pod mode with the address as its pod CIDR).
  *
  * <p>Run: {@code java -cp bench/target/benchmarks.jar io.egresstunnel.bench.tunnel.DialLoad --proxy
- * 127.0.0.1:8090 --target-host 127.0.0.2 [--dials 2000] [--concurrency 50] [--mib 256]}
+ * 127.0.0.1:8090 --target-host 127.0.0.2 [--dials 2000] [--concurrency 50] [--mib 256]
+ * [--connect-only] [--rounds 2]}
  */
 public final class DialLoad {
   private DialLoad() {}
@@ -33,6 +34,8 @@ public final class DialLoad {
     int dials = 2000;
     int concurrency = 50;
     long mib = 256;
+    java.util.EnumSet<Mode> modes = java.util.EnumSet.allOf(Mode.class);
+    int rounds = 2;
     for (int i = 0; i < args.length; i += 2) {
       String value = i + 1 < args.length ? args[i + 1] : null;
       switch (args[i]) {
@@ -41,6 +44,11 @@ public final class DialLoad {
         case "--dials" -> dials = Integer.parseInt(value);
         case "--concurrency" -> concurrency = Integer.parseInt(value);
         case "--mib" -> mib = Long.parseLong(value);
+        case "--connect-only" -> {
+          modes = java.util.EnumSet.of(Mode.CONNECT);
+          i--; // a flag without a value
+        }
+        case "--rounds" -> rounds = Integer.parseInt(value);
         default -> {
           System.err.println("DialLoad: unknown argument " + args[i] + " (see the class comment)");
           System.exit(2);
@@ -64,9 +72,9 @@ public final class DialLoad {
       try {
         System.out.printf(
             "%-22s %12s %14s %14s%n", "protocol", "dials/s", "ms per dial", "bulk MB/s");
-        for (int round = 0; round < 2; round++) { // the first round warms the JIT up
-          boolean report = round == 1;
-          for (Mode mode : Mode.values()) {
+        for (int round = 0; round < rounds; round++) { // the first round warms the JIT up
+          boolean report = round == rounds - 1;
+          for (Mode mode : modes) {
             Opener opener = opener(mode, proxy, shared);
             double perSecond = dialRate(pool, opener, echo.address(), dials, concurrency);
             double bulk = bulk(opener, sink.address(), mib << 20);

@@ -61,6 +61,22 @@ public final class TunnelMetrics implements SessionMetrics {
    */
   public TunnelMetrics(PrometheusRegistry registry, String prefix, TunnelSession.Role role) {
     boolean server = role == TunnelSession.Role.SERVER;
+    io.prometheus.metrics.core.metrics.GaugeWithCallback.builder()
+        .name(prefix + "netty_memory_bytes")
+        .help(
+            "Memory Netty's buffer allocator holds (direct and heap), in use or cached in its"
+                + " pools: the datapath's buffers. It stays flat under steady load.")
+        .labelNames("type")
+        .unit(io.prometheus.metrics.model.snapshots.Unit.BYTES)
+        .callback(
+            cb -> {
+              if (io.netty.buffer.ByteBufAllocator.DEFAULT
+                  instanceof io.netty.buffer.ByteBufAllocatorMetricProvider p) {
+                cb.call(p.metric().usedDirectMemory(), "direct");
+                cb.call(p.metric().usedHeapMemory(), "heap");
+              }
+            })
+        .register(registry);
     Counter frames =
         Counter.builder()
             .name(prefix + "frames_total")

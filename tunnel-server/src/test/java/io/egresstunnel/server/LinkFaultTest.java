@@ -80,6 +80,15 @@ class LinkFaultTest {
     awaitAgent();
   }
 
+  /** Each test starts with the server up and the agent connected, whatever the last one did. */
+  @org.junit.jupiter.api.BeforeEach
+  void upAndConnected() throws Exception {
+    if (!server.isAlive()) {
+      server = startServer();
+    }
+    awaitAgent();
+  }
+
   @AfterAll
   static void cleanUp() throws Exception {
     if (hosts != null) {
@@ -194,7 +203,7 @@ class LinkFaultTest {
     Path out = Files.createTempFile("blob", ".bin");
     CompletableFuture<NetnsHosts.Result> d = download(out);
     Thread.sleep(1500);
-    server.destroyForcibly().waitFor();
+    kill9(server);
     NetnsHosts.Result cut = d.get(30, TimeUnit.SECONDS);
     assertThat(cut.exit()).as(cut.output()).isNotZero();
     Thread.sleep(5000); // an outage
@@ -209,6 +218,16 @@ class LinkFaultTest {
     NetnsHosts.Result r = download(again).get(90, TimeUnit.SECONDS);
     assertThat(r.exit()).as(r.output()).isZero();
     assertThat(sha256(again)).isEqualTo(sha);
+  }
+
+  /** SIGKILL to the server and anything it runs, and wait until its port is closed. */
+  private static void kill9(Process p) throws Exception {
+    p.toHandle().descendants().forEach(ProcessHandle::destroyForcibly);
+    p.destroyForcibly().waitFor();
+    await()
+        .atMost(Duration.ofSeconds(10))
+        .until(
+            () -> hosts.tryExec(srv, "curl", "-sf", "http://127.0.0.1:8092/healthz").exit() != 0);
   }
 
   private static boolean routedViaAgent() throws Exception {

@@ -20,7 +20,6 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
-import java.util.concurrent.CopyOnWriteArrayList;
 
 /**
  * A burst of CONNECTs at once to one agent, as the apiserver sends them (hundreds at a time when it
@@ -56,31 +55,17 @@ public final class BurstLoad {
     String targetHost = a.getOrDefault("--target-host", "127.0.0.2");
     int dials = Integer.parseInt(a.getOrDefault("--dials", "5000"));
 
-    // 1. answered
-    List<Socket> accepted = new CopyOnWriteArrayList<>();
-    try (ServerSocket target = new ServerSocket()) {
-      target.bind(new InetSocketAddress(targetHost, 0), dials * 2);
-      Thread acceptor =
-          new Thread(
-              () -> {
-                try {
-                  while (true) {
-                    accepted.add(target.accept());
-                  }
-                } catch (IOException closed) {
-                  // done
-                }
-              });
-      acceptor.setDaemon(true);
-      acceptor.start();
-      Burst answered = burst(proxy, target.getLocalPort(), targetHost, dials, true);
+    // 1. answered, then a checksummed echo through every stream, all open at once
+    try (EchoServer target = new EchoServer(targetHost, dials * 2)) {
+      Burst answered = burst(proxy, target.port(), targetHost, dials, true);
       System.out.printf(
           "answered burst: %d dials at once -> %s in %.0f ms%n",
           dials, answered.statuses, answered.millis);
+      int intact = echoAll(answered.open);
+      System.out.printf(
+          "then 4 KiB echoed through each of the %d streams open at once: %d intact%n",
+          answered.open.size(), intact);
       answered.close();
-      for (Socket s : accepted) {
-        s.close();
-      }
     }
 
     // 2. pending
@@ -123,12 +108,133 @@ public final class BurstLoad {
     }
   }
 
+  /** Whether the response head in {@code buf} is complete (a blank line), or the buffer full. */
+  private static boolean headEnded(ByteBuffer buf) {
+    int n = buf.position();
+    if (n == buf.capacity()) {
+      return true;
+    }
+    byte[] a = buf.array();
+    return n >= 4 && a[n - 4] == '\r' && a[n - 3] == '\n' && a[n - 2] == '\r' && a[n - 1] == '\n';
+  }
+
   /** The number in {@code s} (a metric value), or {@code fallback}. */
   private static double parseOr(String s, double fallback) {
     try {
       return Double.parseDouble(s);
     } catch (NumberFormatException e) {
       return fallback;
+    }
+  }
+
+  /** A non-blocking echo server on one thread: many connections, little data each. */
+  private static final class EchoServer implements AutoCloseable {
+    private final java.nio.channels.ServerSocketChannel server;
+    private final Selector selector;
+    private final Thread loop;
+
+    EchoServer(String host, int backlog) throws IOException {
+      server = java.nio.channels.ServerSocketChannel.open();
+      server.bind(new InetSocketAddress(host, 0), backlog);
+      server.configureBlocking(false);
+      selector = Selector.open();
+      server.register(selector, SelectionKey.OP_ACCEPT);
+      loop = new Thread(this::run, "burst-echo");
+      loop.setDaemon(true);
+      loop.start();
+    }
+
+    int port() {
+      return server.socket().getLocalPort();
+    }
+
+    private void run() {
+      ByteBuffer buf = ByteBuffer.allocate(64 * 1024);
+      try {
+        while (selector.isOpen()) {
+          selector.select(500);
+          for (SelectionKey k : selector.selectedKeys()) {
+            if (k.isAcceptable()) {
+              SocketChannel c = server.accept();
+              if (c != null) {
+                c.configureBlocking(false);
+                c.register(selector, SelectionKey.OP_READ);
+              }
+            } else if (k.isReadable()) {
+              SocketChannel c = (SocketChannel) k.channel();
+              buf.clear();
+              int n;
+              try {
+                n = c.read(buf);
+              } catch (IOException e) {
+                n = -1;
+              }
+              if (n < 0) {
+                k.cancel();
+                c.close();
+              } else {
+                buf.flip();
+                while (buf.hasRemaining()) {
+                  c.write(buf); // little data: the socket buffer takes it
+                }
+              }
+            }
+          }
+          selector.selectedKeys().clear();
+        }
+      } catch (Exception closed) {
+        // done
+      }
+    }
+
+    @Override
+    public void close() throws IOException {
+      for (SelectionKey k : selector.keys()) {
+        k.channel().close();
+      }
+      selector.close();
+      server.close();
+    }
+  }
+
+  /** Writes 4 KiB (seeded per stream) on every open stream, reads it back; the intact count. */
+  private static int echoAll(List<SocketChannel> open) throws IOException {
+    int size = 4096;
+    Map<SocketChannel, ByteBuffer> back = new java.util.HashMap<>();
+    try (Selector selector = Selector.open()) {
+      for (int i = 0; i < open.size(); i++) {
+        SocketChannel c = open.get(i);
+        byte[] data = new byte[size];
+        new java.util.SplittableRandom(i).nextBytes(data);
+        ByteBuffer out = ByteBuffer.wrap(data);
+        while (out.hasRemaining()) {
+          c.write(out);
+        }
+        back.put(c, ByteBuffer.allocate(size));
+        c.register(selector, SelectionKey.OP_READ, i);
+      }
+      int done = 0;
+      int intact = 0;
+      long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
+      while (done < open.size() && System.nanoTime() < deadline) {
+        selector.select(1000);
+        for (SelectionKey k : selector.selectedKeys()) {
+          SocketChannel c = (SocketChannel) k.channel();
+          ByteBuffer b = back.get(c);
+          int n = c.read(b);
+          if (n < 0 || !b.hasRemaining()) {
+            k.cancel();
+            done++;
+            byte[] want = new byte[size];
+            new java.util.SplittableRandom((Integer) k.attachment()).nextBytes(want);
+            if (!b.hasRemaining() && java.util.Arrays.equals(want, b.array())) {
+              intact++;
+            }
+          }
+        }
+        selector.selectedKeys().clear();
+      }
+      return intact;
     }
   }
 
@@ -176,7 +282,7 @@ public final class BurstLoad {
             k.interestOps(awaitAnswers ? SelectionKey.OP_READ : 0);
           } else if (k.isReadable()) {
             ByteBuffer buf = (ByteBuffer) k.attachment();
-            if (c.read(buf) < 0 || buf.position() >= 12) {
+            if (c.read(buf) < 0 || headEnded(buf)) {
               String line = new String(buf.array(), 0, buf.position(), StandardCharsets.US_ASCII);
               String status = line.length() >= 12 ? line.substring(9, 12) : "closed";
               statuses.merge(status, 1, Integer::sum);

@@ -707,13 +707,21 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
             });
   }
 
+  /**
+   * Protocol errors by code and kind, logged once per 10 s each: a peer sending garbage over and
+   * over (or a scanner) cannot flood the log.
+   */
+  private static final io.egresstunnel.proto.config.RateLimitedLog protocolErrors =
+      new io.egresstunnel.proto.config.RateLimitedLog(log, java.time.Duration.ofSeconds(10));
+
   /** Closes the session for a protocol error: GO_AWAY, websocket close 1002, then the socket. */
   void closeWithError(ErrorCode code, String message) {
     if (closing) {
       return;
     }
     closing = true;
-    log.warn("{}: closing session: {} {}", describe(), code, message);
+    String kind = message.indexOf(':') > 0 ? message.substring(0, message.indexOf(':')) : message;
+    protocolErrors.warn(code + " " + kind, "{}: closing session: {} {}", describe(), code, message);
     ctx.write(new GoAway(code, lastStreamId, message));
     metrics.frameSent(FrameType.GO_AWAY);
     ctx.writeAndFlush(

@@ -23,7 +23,8 @@ import org.junit.jupiter.api.condition.OS;
  * set down/up} in network namespaces), in the middle of a checksummed download through the tunnel:
  * a cut shorter than the ping timeout loses nothing; a longer one ends the session, the client sees
  * its transfer cut, and the agent is back once the link is. Real processes; the ping timeout is
- * lowered (1 s pings, 3 s timeout) so that the test takes seconds.
+ * lowered (1 s pings, 6 s timeout) so that the test takes seconds; the short cut (1 s) leaves room
+ * for TCP's retransmission backoff after the link is back.
  */
 @EnabledOnOs(OS.LINUX)
 class LinkFaultTest {
@@ -76,7 +77,7 @@ class LinkFaultTest {
         "--ping-interval",
         "1s",
         "--ping-timeout",
-        "3s");
+        "6s");
     awaitAgent();
   }
 
@@ -111,7 +112,7 @@ class LinkFaultTest {
             "--ping-interval",
             "1s",
             "--ping-timeout",
-            "3s");
+            "6s");
     await()
         .atMost(Duration.ofSeconds(60))
         .until(
@@ -170,7 +171,7 @@ class LinkFaultTest {
     CompletableFuture<NetnsHosts.Result> d = download(out);
     Thread.sleep(1500);
     setLink("down");
-    Thread.sleep(1500);
+    Thread.sleep(1000);
     setLink("up");
     NetnsHosts.Result r = d.get(90, TimeUnit.SECONDS);
     assertThat(r.exit()).as(r.output() + hosts.log("server")).isZero();

@@ -47,17 +47,29 @@ public final class BurstLoad {
     for (int i = 0; i + 1 < args.length; i += 2) {
       a.put(args[i], args[i + 1]);
     }
-    if (!a.containsKey("--proxy") || args.length % 2 != 0) {
+    if ((!a.containsKey("--proxy") && !a.containsKey("--serve-echo")) || args.length % 2 != 0) {
       System.err.println("BurstLoad: --proxy HOST:PORT is required (see the class comment)");
       System.exit(2);
+    }
+    if (a.containsKey("--serve-echo")) {
+      // Only the echo target, in a process of its own (its sockets do not count against the
+      // client's open files): --serve-echo HOST:PORT
+      InetSocketAddress at = hostPort(a.get("--serve-echo"));
+      try (EchoServer echo = new EchoServer(at.getHostString(), at.getPort(), 65535)) {
+        System.out.println("echo target on " + at.getHostString() + ":" + echo.port());
+        Thread.sleep(Long.MAX_VALUE);
+      }
+      return;
     }
     InetSocketAddress proxy = hostPort(a.get("--proxy"));
     String targetHost = a.getOrDefault("--target-host", "127.0.0.2");
     int dials = Integer.parseInt(a.getOrDefault("--dials", "5000"));
 
     // 1. answered, then a checksummed echo through every stream, all open at once
-    try (EchoServer target = new EchoServer(targetHost, dials * 2)) {
-      Burst answered = burst(proxy, target.port(), targetHost, dials, true);
+    try (EchoServer target =
+        a.containsKey("--echo-port") ? null : new EchoServer(targetHost, 0, dials * 2)) {
+      int port = target != null ? target.port() : Integer.parseInt(a.get("--echo-port"));
+      Burst answered = burst(proxy, port, targetHost, dials, true);
       System.out.printf(
           "answered burst: %d dials at once -> %s in %.0f ms%n",
           dials, answered.statuses, answered.millis);
@@ -133,9 +145,9 @@ public final class BurstLoad {
     private final Selector selector;
     private final Thread loop;
 
-    EchoServer(String host, int backlog) throws IOException {
+    EchoServer(String host, int port, int backlog) throws IOException {
       server = java.nio.channels.ServerSocketChannel.open();
-      server.bind(new InetSocketAddress(host, 0), backlog);
+      server.bind(new InetSocketAddress(host, port), backlog);
       server.configureBlocking(false);
       selector = Selector.open();
       server.register(selector, SelectionKey.OP_ACCEPT);

@@ -169,9 +169,4 @@ public final class TargetRoutes {
   private static int load(TunnelSession s) {
     return s.streamCount();
   }
-
-  /** The node an agent session speaks for. */
-  public static String nodeOf(TunnelSession s) {
-    return s.agentHello() == null ? "?" : s.agentHello().nodeName();
-  }
 }

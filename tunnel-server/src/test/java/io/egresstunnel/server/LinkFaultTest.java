@@ -154,6 +154,11 @@ class LinkFaultTest {
         });
   }
 
+  /** Waits until a few MiB of the download have arrived. */
+  private static void awaitProgress(Path out) {
+    await().atMost(Duration.ofSeconds(30)).until(() -> Files.size(out) >= 8L << 20);
+  }
+
   private static String sha256(Path f) throws Exception {
     return HexFormat.of()
         .formatHex(MessageDigest.getInstance("SHA-256").digest(Files.readAllBytes(f)));
@@ -169,9 +174,9 @@ class LinkFaultTest {
   void aCutShorterThanThePingTimeoutLosesNothing() throws Exception {
     Path out = Files.createTempFile("blob", ".bin");
     CompletableFuture<NetnsHosts.Result> d = download(out);
-    Thread.sleep(1500);
+    awaitProgress(out); // mid-download
     setLink("down");
-    Thread.sleep(1000);
+    Thread.sleep(1000); // the cut itself lasts this long
     setLink("up");
     NetnsHosts.Result r = d.get(90, TimeUnit.SECONDS);
     assertThat(r.exit()).as(r.output() + hosts.log("server")).isZero();
@@ -182,7 +187,7 @@ class LinkFaultTest {
   void aLongerCutEndsTheTransferVisiblyAndTheAgentComesBack() throws Exception {
     Path out = Files.createTempFile("blob", ".bin");
     CompletableFuture<NetnsHosts.Result> d = download(out);
-    Thread.sleep(1500);
+    awaitProgress(out); // mid-download
     setLink("down");
     try {
       NetnsHosts.Result cut = d.get(30, TimeUnit.SECONDS);
@@ -203,7 +208,7 @@ class LinkFaultTest {
   void aServerKilledMidTransferCutsItAndItsAgentIsBackSecondsAfterARestart() throws Exception {
     Path out = Files.createTempFile("blob", ".bin");
     CompletableFuture<NetnsHosts.Result> d = download(out);
-    Thread.sleep(1500);
+    awaitProgress(out); // mid-download
     kill9(server);
     NetnsHosts.Result cut = d.get(30, TimeUnit.SECONDS);
     assertThat(cut.exit()).as(cut.output()).isNotZero();

@@ -137,6 +137,26 @@ class MultiHostDefaultRouteTest {
     return hosts.tryExec(srv, cmd.toArray(String[]::new));
   }
 
+  /** The status the server answered curl's CONNECT for {@code url} with. */
+  private static String connectStatus(String url) throws Exception {
+    return hosts
+        .tryExec(
+            srv,
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_connect}",
+            "-p",
+            "-x",
+            "127.0.0.1:8090",
+            "--max-time",
+            "30",
+            url)
+        .output();
+  }
+
   private static long count(String output, String id) {
     return output.lines().filter(id::equals).count();
   }
@@ -171,20 +191,7 @@ class MultiHostDefaultRouteTest {
       assertThat(hosts.log("server-agents")).contains("could not dial " + ONLY_A1);
 
       // The cloud metadata address is never a default route's target.
-      NetnsHosts.Result metadata =
-          hosts.tryExec(
-              srv,
-              "curl",
-              "-s",
-              "-o",
-              "/dev/null",
-              "-w",
-              "%{http_connect}",
-              "-p",
-              "-x",
-              "127.0.0.1:8090",
-              "http://169.254.169.254/latest/meta-data/");
-      assertThat(metadata.output()).isEqualTo("403");
+      assertThat(connectStatus("http://169.254.169.254/latest/meta-data/")).isEqualTo("403");
 
       agent1.destroyForcibly().waitFor();
       await()
@@ -205,22 +212,9 @@ class MultiHostDefaultRouteTest {
     for (String[] policy : new String[][] {{"reject", "503"}, {"direct", "502"}}) {
       Process server = server(policy[0]);
       try {
-        NetnsHosts.Result r =
-            hosts.tryExec(
-                srv,
-                "curl",
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_connect}",
-                "-p",
-                "-x",
-                "127.0.0.1:8090",
-                "--max-time",
-                "30",
-                "http://" + SERVICE + ":8080/id");
-        assertThat(r.output()).as("--default-route " + policy[0]).isEqualTo(policy[1]);
+        assertThat(connectStatus("http://" + SERVICE + ":8080/id"))
+            .as("--default-route " + policy[0])
+            .isEqualTo(policy[1]);
       } finally {
         server.destroyForcibly().waitFor();
       }

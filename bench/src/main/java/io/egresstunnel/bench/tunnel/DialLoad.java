@@ -117,6 +117,14 @@ public final class DialLoad {
     void close() throws Exception;
   }
 
+  /** A connection's two streams and what closes it. */
+  private record Pipe(InputStream in, OutputStream out, AutoCloseable closer) implements Conn {
+    @Override
+    public void close() throws Exception {
+      closer.close();
+    }
+  }
+
   private static Opener opener(Mode mode, InetSocketAddress proxy, GrpcClient shared) {
     return switch (mode) {
       case CONNECT -> target -> connect(proxy, target);
@@ -130,27 +138,15 @@ public final class DialLoad {
   }
 
   private static Conn grpc(GrpcClient.Conn c, GrpcClient owner) {
-    InputStream in = c.in();
-    OutputStream out = c.out();
-    return new Conn() {
-      @Override
-      public InputStream in() {
-        return in;
-      }
-
-      @Override
-      public OutputStream out() {
-        return out;
-      }
-
-      @Override
-      public void close() throws Exception {
-        c.close();
-        if (owner != null) {
-          owner.close();
-        }
-      }
-    };
+    return new Pipe(
+        c.in(),
+        c.out(),
+        () -> {
+          c.close();
+          if (owner != null) {
+            owner.close();
+          }
+        });
   }
 
   private static Conn connect(InetSocketAddress proxy, InetSocketAddress target)
@@ -180,22 +176,7 @@ public final class DialLoad {
       s.close();
       throw new IOException("CONNECT refused: " + head);
     }
-    return new Conn() {
-      @Override
-      public InputStream in() {
-        return in;
-      }
-
-      @Override
-      public OutputStream out() {
-        return out;
-      }
-
-      @Override
-      public void close() throws IOException {
-        s.close();
-      }
-    };
+    return new Pipe(in, out, s);
   }
 
   /** Dials per second: open, one byte out, its echo back, close; {@code concurrency} at once. */

@@ -20,6 +20,7 @@ public final class RateLimitedLog {
 
   private final Logger log;
   private final long intervalNanos;
+  private final java.util.function.LongSupplier nanoClock;
   private final ConcurrentHashMap<String, Window> windows = new ConcurrentHashMap<>();
 
   private static final class Window {
@@ -29,8 +30,14 @@ public final class RateLimitedLog {
   }
 
   public RateLimitedLog(Logger log, Duration interval) {
+    this(log, interval, System::nanoTime);
+  }
+
+  /** With a clock of its own, for tests. */
+  RateLimitedLog(Logger log, Duration interval, java.util.function.LongSupplier nanoClock) {
     this.log = log;
     this.intervalNanos = interval.toNanos();
+    this.nanoClock = nanoClock;
   }
 
   /** Logs at WARN unless a line for {@code cause} was logged within the interval. */
@@ -54,7 +61,7 @@ public final class RateLimitedLog {
     Window w = windows.computeIfAbsent(key, k -> new Window());
     long held;
     synchronized (w) {
-      long now = System.nanoTime();
+      long now = nanoClock.getAsLong();
       if (w.logged && now - w.lastNanos < intervalNanos) {
         w.held++;
         return;

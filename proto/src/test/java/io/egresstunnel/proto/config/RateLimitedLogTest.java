@@ -12,13 +12,14 @@ import org.slf4j.LoggerFactory;
 class RateLimitedLogTest {
 
   @Test
-  void oneLinePerCausePerIntervalSayingHowManyWereHeldBack() throws Exception {
+  void oneLinePerCausePerIntervalSayingHowManyWereHeldBack() {
     Logger logger = (Logger) LoggerFactory.getLogger("rate-limited-log-test");
     ListAppender<ILoggingEvent> lines = new ListAppender<>();
     lines.start();
     logger.addAppender(lines);
     try {
-      RateLimitedLog log = new RateLimitedLog(logger, Duration.ofMillis(300));
+      java.util.concurrent.atomic.AtomicLong now = new java.util.concurrent.atomic.AtomicLong();
+      RateLimitedLog log = new RateLimitedLog(logger, Duration.ofMillis(300), now::get);
       for (int i = 0; i < 500; i++) {
         log.warn("401", "refused agent upgrade from {}: 401 unknown token", "10.0.0." + i);
         log.warn("403", "refused agent upgrade from {}: 403 wrong node", "10.0.1." + i);
@@ -28,7 +29,7 @@ class RateLimitedLogTest {
           .containsExactly(
               "refused agent upgrade from 10.0.0.0: 401 unknown token",
               "refused agent upgrade from 10.0.1.0: 403 wrong node");
-      Thread.sleep(400);
+      now.addAndGet(Duration.ofMillis(400).toNanos());
       log.warn("401", "refused agent upgrade from {}: 401 unknown token", "10.0.2.1");
       assertThat(lines.list.get(2).getFormattedMessage())
           .isEqualTo(

@@ -66,6 +66,7 @@ public final class DialPolicy {
   private final Decision[] servedAllowed;
   private final Decision defaultRouteAllowed;
   private final Decision servedHostAllowed;
+  private final Decision nodeNameAllowed;
 
   /** A policy without a default route or served networks. */
   public DialPolicy(
@@ -176,6 +177,7 @@ public final class DialPolicy {
     }
     defaultRouteAllowed = Decision.allow("this agent offers a default route (--default-route)");
     servedHostAllowed = Decision.allow("a host this agent serves (--serve-host)");
+    nodeNameAllowed = Decision.allow("the name of node " + nodeName);
   }
 
   /**
@@ -249,7 +251,13 @@ public final class DialPolicy {
    * a served host, or any name with a default route. The resolved address is then checked too.
    */
   public Decision checkName(String host) {
-    if (isNodeName(host) || defaultRoute || servesHost(host)) {
+    if (isNodeName(host)) {
+      return nodeNameAllowed;
+    }
+    if (servesHost(host)) {
+      return servedHostAllowed;
+    }
+    if (defaultRoute) {
       return defaultRouteAllowed;
     }
     return Decision.refuse(

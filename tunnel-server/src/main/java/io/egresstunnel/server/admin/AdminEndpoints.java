@@ -5,6 +5,7 @@ import io.egresstunnel.proto.net.AdminHttp.Endpoint;
 import io.egresstunnel.proto.net.AdminHttp.Response;
 import io.egresstunnel.server.TargetRoutes;
 import io.egresstunnel.server.TunnelServer;
+import io.egresstunnel.server.agents.AgentRegistry;
 import io.egresstunnel.server.frontend.ConnectTarget;
 import io.netty.handler.codec.http.HttpResponseStatus;
 import io.netty.handler.codec.http.QueryStringDecoder;
@@ -103,12 +104,12 @@ public final class AdminEndpoints {
           d.agents().isEmpty()
               ? "no-agent default route (" + d.reason() + ")"
               : "via "
-                  + TargetRoutes.nodeOf(d.agents().get(0))
+                  + AgentRegistry.nodeOf(d.agents().get(0))
                   + " (default route: "
                   + d.eligible()
                   + " eligible agent(s), offering: "
                   + server.registry().defaultRouteSessions().stream()
-                      .map(TargetRoutes::nodeOf)
+                      .map(AgentRegistry::nodeOf)
                       .sorted()
                       .distinct()
                       .collect(java.util.stream.Collectors.joining(", "))

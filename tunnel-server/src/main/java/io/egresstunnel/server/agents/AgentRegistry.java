@@ -304,7 +304,8 @@ public final class AgentRegistry implements TunnelSession.Listener {
     return byNode.values().stream().flatMap(Collection::stream).toList();
   }
 
-  private static String nodeOf(TunnelSession s) {
+  /** The node an agent session speaks for, or {@code ?} before its hello. */
+  public static String nodeOf(TunnelSession s) {
     AgentHello h = s.agentHello();
     return h == null ? "?" : h.nodeName();
   }

@@ -10,6 +10,7 @@ import io.egresstunnel.server.ServerConfig;
 import io.egresstunnel.server.TargetRoutes;
 import io.egresstunnel.server.TunnelServer;
 import io.egresstunnel.server.admin.ServerMetrics;
+import io.egresstunnel.server.agents.AgentRegistry;
 import io.netty.channel.Channel;
 import io.netty.handler.codec.http.HttpResponseStatus;
 import io.netty.util.concurrent.Future;
@@ -197,7 +198,7 @@ final class TunnelDial {
       }
       return;
     }
-    openOnSessionLoop(session, TargetRoutes.nodeOf(session));
+    openOnSessionLoop(session, AgentRegistry.nodeOf(session));
   }
 
   private void openOnSessionLoop(TunnelSession session, String node) {
@@ -264,7 +265,7 @@ final class TunnelDial {
                         node,
                         target,
                         f.cause().getMessage(),
-                        TargetRoutes.nodeOf(defaultRoute.get(defaultRouteTry + 1)));
+                        AgentRegistry.nodeOf(defaultRoute.get(defaultRouteTry + 1)));
                     tryDefaultRoute(defaultRouteTry + 1);
                   } else if (defaultRoute == null
                       && !retriedDraining

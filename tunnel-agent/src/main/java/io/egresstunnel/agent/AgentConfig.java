@@ -105,21 +105,7 @@ public record AgentConfig(
   }
 
   public AgentConfig withEgress(Egress e) {
-    return new AgentConfig(
-        servers,
-        nodeName,
-        nodeAddresses,
-        podCidrs,
-        kubeletPort,
-        caCert,
-        allow,
-        mode,
-        masking,
-        limits,
-        kubernetes,
-        credentials,
-        adminListen,
-        e);
+    return with(f -> f.egress = e);
   }
 
   /**
@@ -317,146 +303,98 @@ public record AgentConfig(
   }
 
   public AgentConfig withServers(List<URI> urls) {
-    return new AgentConfig(
-        urls,
-        nodeName,
-        nodeAddresses,
-        podCidrs,
-        kubeletPort,
-        caCert,
-        allow,
-        mode,
-        masking,
-        limits,
-        kubernetes,
-        credentials,
-        adminListen,
-        egress);
+    return with(f -> f.servers = urls);
   }
 
   public AgentConfig withKubeletPort(int port) {
-    return new AgentConfig(
-        servers,
-        nodeName,
-        nodeAddresses,
-        podCidrs,
-        port,
-        caCert,
-        allow,
-        mode,
-        masking,
-        limits,
-        kubernetes,
-        credentials,
-        adminListen,
-        egress);
+    return with(f -> f.kubeletPort = port);
   }
 
   public AgentConfig withPodCidrs(List<Cidr> cidrs) {
-    return new AgentConfig(
-        servers,
-        nodeName,
-        nodeAddresses,
-        cidrs,
-        kubeletPort,
-        caCert,
-        allow,
-        mode,
-        masking,
-        limits,
-        kubernetes,
-        credentials,
-        adminListen,
-        egress);
+    return with(f -> f.podCidrs = cidrs);
   }
 
   public AgentConfig withAllow(List<AllowRule> rules) {
-    return new AgentConfig(
-        servers,
-        nodeName,
-        nodeAddresses,
-        podCidrs,
-        kubeletPort,
-        caCert,
-        rules,
-        mode,
-        masking,
-        limits,
-        kubernetes,
-        credentials,
-        adminListen,
-        egress);
+    return with(f -> f.allow = rules);
   }
 
   public AgentConfig withKubernetes(Kubernetes k) {
-    return new AgentConfig(
-        servers,
-        nodeName,
-        nodeAddresses,
-        podCidrs,
-        kubeletPort,
-        caCert,
-        allow,
-        mode,
-        masking,
-        limits,
-        k,
-        credentials,
-        adminListen,
-        egress);
+    return with(f -> f.kubernetes = k);
   }
 
   public AgentConfig withCredentials(Path caBundle, Credentials newCredentials) {
-    return new AgentConfig(
-        servers,
-        nodeName,
-        nodeAddresses,
-        podCidrs,
-        kubeletPort,
-        caBundle,
-        allow,
-        mode,
-        masking,
-        limits,
-        kubernetes,
-        newCredentials,
-        adminListen,
-        egress);
+    return with(
+        f -> {
+          f.caCert = caBundle;
+          f.credentials = newCredentials;
+        });
   }
 
   public AgentConfig withLimits(Limits newLimits) {
-    return new AgentConfig(
-        servers,
-        nodeName,
-        nodeAddresses,
-        podCidrs,
-        kubeletPort,
-        caCert,
-        allow,
-        mode,
-        masking,
-        newLimits,
-        kubernetes,
-        credentials,
-        adminListen,
-        egress);
+    return with(f -> f.limits = newLimits);
   }
 
   public AgentConfig withAdminListen(InetSocketAddress address) {
-    return new AgentConfig(
-        servers,
-        nodeName,
-        nodeAddresses,
-        podCidrs,
-        kubeletPort,
-        caCert,
-        allow,
-        mode,
-        masking,
-        limits,
-        kubernetes,
-        credentials,
-        address,
-        egress);
+    return with(f -> f.adminListen = address);
+  }
+
+  /** A copy of this config with {@code change} applied to its components. */
+  private AgentConfig with(java.util.function.Consumer<Components> change) {
+    Components f = new Components(this);
+    change.accept(f);
+    return f.build();
+  }
+
+  /** The components of a config being copied with some of them changed. */
+  private static final class Components {
+    private List<URI> servers;
+    private String nodeName;
+    private List<InetAddress> nodeAddresses;
+    private List<Cidr> podCidrs;
+    private int kubeletPort;
+    private Path caCert;
+    private List<AllowRule> allow;
+    private EgressMode mode;
+    private Masking masking;
+    private Limits limits;
+    private Kubernetes kubernetes;
+    private Credentials credentials;
+    private InetSocketAddress adminListen;
+    private Egress egress;
+
+    Components(AgentConfig c) {
+      servers = c.servers;
+      nodeName = c.nodeName;
+      nodeAddresses = c.nodeAddresses;
+      podCidrs = c.podCidrs;
+      kubeletPort = c.kubeletPort;
+      caCert = c.caCert;
+      allow = c.allow;
+      mode = c.mode;
+      masking = c.masking;
+      limits = c.limits;
+      kubernetes = c.kubernetes;
+      credentials = c.credentials;
+      adminListen = c.adminListen;
+      egress = c.egress;
+    }
+
+    AgentConfig build() {
+      return new AgentConfig(
+          servers,
+          nodeName,
+          nodeAddresses,
+          podCidrs,
+          kubeletPort,
+          caCert,
+          allow,
+          mode,
+          masking,
+          limits,
+          kubernetes,
+          credentials,
+          adminListen,
+          egress);
+    }
   }
 }

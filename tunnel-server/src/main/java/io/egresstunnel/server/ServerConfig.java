@@ -108,21 +108,7 @@ public record ServerConfig(
   }
 
   public ServerConfig withApiserverProtocol(ApiserverProtocol p) {
-    return new ServerConfig(
-        mode,
-        connectListen,
-        udsPath,
-        agentListen,
-        adminListen,
-        tls,
-        agentTls,
-        serverId,
-        serverCount,
-        limits,
-        kubernetes,
-        security,
-        routing,
-        p);
+    return with(f -> f.apiserverProtocol = p);
   }
 
   /**
@@ -198,21 +184,7 @@ public record ServerConfig(
   }
 
   public ServerConfig withRouting(Routing newRouting) {
-    return new ServerConfig(
-        mode,
-        connectListen,
-        udsPath,
-        agentListen,
-        adminListen,
-        tls,
-        agentTls,
-        serverId,
-        serverCount,
-        limits,
-        kubernetes,
-        security,
-        newRouting,
-        apiserverProtocol);
+    return with(f -> f.routing = newRouting);
   }
 
   /**
@@ -498,39 +470,11 @@ public record ServerConfig(
   }
 
   public ServerConfig withLimits(Limits newLimits) {
-    return new ServerConfig(
-        mode,
-        connectListen,
-        udsPath,
-        agentListen,
-        adminListen,
-        tls,
-        agentTls,
-        serverId,
-        serverCount,
-        newLimits,
-        kubernetes,
-        security,
-        routing,
-        apiserverProtocol);
+    return with(f -> f.limits = newLimits);
   }
 
   public ServerConfig withKubernetes(Kubernetes k) {
-    return new ServerConfig(
-        mode,
-        connectListen,
-        udsPath,
-        agentListen,
-        adminListen,
-        tls,
-        agentTls,
-        serverId,
-        serverCount,
-        limits,
-        k,
-        security,
-        routing,
-        apiserverProtocol);
+    return with(f -> f.kubernetes = k);
   }
 
   public ServerConfig withAgentTokenFile(Path tokens) {
@@ -539,76 +483,84 @@ public record ServerConfig(
 
   /** The CONNECT listener on the Unix socket {@code path} as well (null for none). */
   public ServerConfig withUds(Path path) {
-    return new ServerConfig(
-        mode,
-        connectListen,
-        path,
-        agentListen,
-        adminListen,
-        tls,
-        agentTls,
-        serverId,
-        serverCount,
-        limits,
-        kubernetes,
-        security,
-        routing,
-        apiserverProtocol);
+    return with(f -> f.udsPath = path);
   }
 
   /** The admin listener (health, status) on {@code address}. */
   public ServerConfig withAdminListen(InetSocketAddress address) {
-    return new ServerConfig(
-        mode,
-        connectListen,
-        udsPath,
-        agentListen,
-        address,
-        tls,
-        agentTls,
-        serverId,
-        serverCount,
-        limits,
-        kubernetes,
-        security,
-        routing,
-        apiserverProtocol);
+    return with(f -> f.adminListen = address);
   }
 
   /** TLS on the CONNECT listener and on the agent listener (either may be null). */
   public ServerConfig withTls(TlsFiles connect, TlsFiles agents) {
-    return new ServerConfig(
-        mode,
-        connectListen,
-        udsPath,
-        agentListen,
-        adminListen,
-        connect,
-        agents,
-        serverId,
-        serverCount,
-        limits,
-        kubernetes,
-        security,
-        routing,
-        apiserverProtocol);
+    return with(
+        f -> {
+          f.tls = connect;
+          f.agentTls = agents;
+        });
   }
 
   public ServerConfig withSecurity(Security newSecurity) {
-    return new ServerConfig(
-        mode,
-        connectListen,
-        udsPath,
-        agentListen,
-        adminListen,
-        tls,
-        agentTls,
-        serverId,
-        serverCount,
-        limits,
-        kubernetes,
-        newSecurity,
-        routing,
-        apiserverProtocol);
+    return with(f -> f.security = newSecurity);
+  }
+
+  /** A copy of this config with {@code change} applied to its components. */
+  private ServerConfig with(java.util.function.Consumer<Components> change) {
+    Components f = new Components(this);
+    change.accept(f);
+    return f.build();
+  }
+
+  /** The components of a config being copied with some of them changed. */
+  private static final class Components {
+    private EgressMode mode;
+    private InetSocketAddress connectListen;
+    private Path udsPath;
+    private InetSocketAddress agentListen;
+    private InetSocketAddress adminListen;
+    private TlsFiles tls;
+    private TlsFiles agentTls;
+    private String serverId;
+    private int serverCount;
+    private Limits limits;
+    private Kubernetes kubernetes;
+    private Security security;
+    private Routing routing;
+    private ApiserverProtocol apiserverProtocol;
+
+    Components(ServerConfig c) {
+      mode = c.mode;
+      connectListen = c.connectListen;
+      udsPath = c.udsPath;
+      agentListen = c.agentListen;
+      adminListen = c.adminListen;
+      tls = c.tls;
+      agentTls = c.agentTls;
+      serverId = c.serverId;
+      serverCount = c.serverCount;
+      limits = c.limits;
+      kubernetes = c.kubernetes;
+      security = c.security;
+      routing = c.routing;
+      apiserverProtocol = c.apiserverProtocol;
+    }
+
+    ServerConfig build() {
+      return new ServerConfig(
+          mode,
+          connectListen,
+          udsPath,
+          agentListen,
+          adminListen,
+          tls,
+          agentTls,
+          serverId,
+          serverCount,
+          limits,
+          kubernetes,
+          security,
+          routing,
+          apiserverProtocol);
+    }
   }
 }

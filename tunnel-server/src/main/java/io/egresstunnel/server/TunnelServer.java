@@ -250,6 +250,7 @@ public final class TunnelServer implements AutoCloseable {
         new ChannelInitializer<Channel>() {
           @Override
           protected void initChannel(Channel ch) {
+            Transport.tuneStreamSocket(ch);
             ChannelPipeline p = ch.pipeline();
             if (tls != null) {
               p.addLast("tls", tls.newHandler(ch.alloc()));

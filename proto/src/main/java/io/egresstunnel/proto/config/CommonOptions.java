@@ -55,12 +55,39 @@ public final class CommonOptions {
               + " sockets cannot half-close. Default: ${DEFAULT-VALUE}.")
   public Transport.Kind transport = Transport.Kind.AUTO;
 
+  @Option(
+      names = "--tcp-unsent-limit",
+      paramLabel = "SIZE",
+      defaultValue = "128KiB",
+      converter = SizeConverter.class,
+      description =
+          "TCP_NOTSENT_LOWAT of each stream's socket towards its client or target (epoll only):"
+              + " the most that waits unsent in the kernel when the reader is slow, so a stalled"
+              + " reader holds its credit window and little more. 0 leaves the kernel's setting"
+              + " (net.ipv4.tcp_notsent_lowat). Default: ${DEFAULT-VALUE}.")
+  public int tcpUnsentLimit = Transport.DEFAULT_UNSENT_LIMIT;
+
+  @Option(
+      names = "--tcp-receive-buffer",
+      paramLabel = "SIZE",
+      defaultValue = "256KiB",
+      converter = SizeConverter.class,
+      description =
+          "SO_RCVBUF of each stream's socket from its client or target (the local legs; the"
+              + " agent's link is not affected). It bounds the kernel memory of a stream whose"
+              + " reader stalled, and caps that leg's speed at about SIZE per round trip, as the"
+              + " credit window already does on the agent's link. 0 lets the kernel autotune it"
+              + " (up to net.ipv4.tcp_rmem's maximum). Default: ${DEFAULT-VALUE}.")
+  public int tcpReceiveBuffer = Transport.DEFAULT_RECEIVE_BUFFER;
+
   /**
    * Chooses the transport as {@code --transport} says; a usage error (epoll where it cannot load)
    * is an IllegalArgumentException naming the flag.
    */
   public void configureTransport() {
     Transport.choose(transport);
+    Transport.unsentLimit(tcpUnsentLimit);
+    Transport.receiveBuffer(tcpReceiveBuffer);
   }
 
   /** Sets logging up as these flags say. */
@@ -95,6 +122,17 @@ public final class CommonOptions {
     @Override
     public Transport.Kind convert(String value) {
       return parse(Transport.Kind.class, value);
+    }
+  }
+
+  static final class SizeConverter implements ITypeConverter<Integer> {
+    @Override
+    public Integer convert(String value) {
+      try {
+        return Units.parseSize(value);
+      } catch (IllegalArgumentException e) {
+        throw new TypeConversionException(e.getMessage());
+      }
     }
   }
 

@@ -121,7 +121,9 @@ public final class TargetDialer implements AutoCloseable {
             .handler(
                 new ChannelInitializer<Channel>() {
                   @Override
-                  protected void initChannel(Channel ch) {}
+                  protected void initChannel(Channel ch) {
+                    Transport.tuneStreamSocket(ch);
+                  }
                 })
             .connect(new InetSocketAddress(address, port));
     f.addListener(

@@ -56,7 +56,78 @@ public final class Transport {
   public static final int INITIAL_READ = 128 * 1024;
   public static final int MAX_READ = 256 * 1024;
 
+  /**
+   * The default of {@link #unsentLimit(int)}: a stream's socket towards its client or target holds
+   * at most this much not yet sent in the kernel, beside what TCP has in flight.
+   */
+  public static final int DEFAULT_UNSENT_LIMIT = 128 * 1024;
+
+  private static volatile int unsentLimit = DEFAULT_UNSENT_LIMIT;
+
+  /**
+   * The default of {@link #receiveBuffer(int)}: the credit window's size, which already bounds a
+   * stream's speed over the agent's link, where the round trip is longest.
+   */
+  public static final int DEFAULT_RECEIVE_BUFFER = 256 * 1024;
+
+  private static volatile int receiveBuffer = DEFAULT_RECEIVE_BUFFER;
+
   private Transport() {}
+
+  /**
+   * Sets {@code TCP_NOTSENT_LOWAT} for the sockets of streams (clients' and targets'), on epoll:
+   * without it the kernel lets a socket whose reader has stopped queue up to {@code
+   * net.ipv4.tcp_wmem}'s maximum (4 MiB by default) before the socket stops being writable, and the
+   * credit window is returned for bytes that then only sit in the kernel. 0 leaves the kernel's
+   * setting ({@code net.ipv4.tcp_notsent_lowat}). NIO cannot set it.
+   */
+  public static void unsentLimit(int bytes) {
+    if (bytes < 0) {
+      throw new IllegalArgumentException("the unsent limit must be 0 or more, not " + bytes);
+    }
+    unsentLimit = bytes;
+  }
+
+  /** The current {@link #unsentLimit(int)}. */
+  public static int unsentLimit() {
+    return unsentLimit;
+  }
+
+  /**
+   * Applies the settings of a stream's TCP socket (a client's or a target's) that the bootstrap
+   * options cannot express per transport: {@link #unsentLimit(int)} on epoll and {@link
+   * #receiveBuffer(int)} on any TCP socket. Call from the channel's initializer; Unix sockets are
+   * left alone.
+   */
+  public static void tuneStreamSocket(Channel ch) {
+    int limit = unsentLimit;
+    if (limit > 0 && ch instanceof EpollSocketChannel epollChannel) {
+      epollChannel.config().setTcpNotSentLowAt(limit);
+    }
+    int rcv = receiveBuffer;
+    if (rcv > 0 && ch instanceof SocketChannel socket) {
+      socket.config().setReceiveBufferSize(rcv);
+    }
+  }
+
+  /**
+   * Fixes {@code SO_RCVBUF} of the streams' sockets (clients' and targets'), on every transport; 0
+   * leaves it to the kernel's receive autotuning, which grows a socket's buffer up to {@code
+   * net.ipv4.tcp_rmem}'s maximum. A fixed size bounds the kernel memory of a stream whose far end
+   * stopped reading (the tunnel stops reading its sender once the credit window is used), at the
+   * price of a per-stream throughput of at most about size / round-trip time.
+   */
+  public static void receiveBuffer(int bytes) {
+    if (bytes < 0) {
+      throw new IllegalArgumentException("the receive buffer must be 0 or more, not " + bytes);
+    }
+    receiveBuffer = bytes;
+  }
+
+  /** The current {@link #receiveBuffer(int)}. */
+  public static int receiveBuffer() {
+    return receiveBuffer;
+  }
 
   /**
    * Chooses the transport before anything uses it. Choosing what is already in use is fine;

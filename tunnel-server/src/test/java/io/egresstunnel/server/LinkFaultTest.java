@@ -35,6 +35,7 @@ class LinkFaultTest {
   private static String node;
   private static String sha;
   private static Process server;
+  private static Process agent;
 
   @BeforeAll
   static void hosts() throws Exception {
@@ -60,24 +61,7 @@ class LinkFaultTest {
         "--directory",
         www.toString());
     server = startServer();
-    hosts.startJava(
-        node,
-        "agent",
-        TunnelAgentMain.class,
-        "--server",
-        "ws://10.214.1.1:8091",
-        "--node-name",
-        "lnode",
-        "--node-ip",
-        "10.214.1.2",
-        "--pod-cidr",
-        "10.42.1.0/24",
-        "--mode",
-        "pod",
-        "--ping-interval",
-        "1s",
-        "--ping-timeout",
-        "6s");
+    agent = startAgent();
     awaitAgent();
   }
 
@@ -86,6 +70,9 @@ class LinkFaultTest {
   void upAndConnected() throws Exception {
     if (!server.isAlive()) {
       server = startServer();
+    }
+    if (!agent.isAlive()) {
+      agent = startAgent();
     }
     awaitAgent();
   }
@@ -118,6 +105,27 @@ class LinkFaultTest {
         .until(
             () -> hosts.tryExec(srv, "curl", "-sf", "http://127.0.0.1:8092/healthz").exit() == 0);
     return p;
+  }
+
+  private static Process startAgent() throws Exception {
+    return hosts.startJava(
+        node,
+        "agent",
+        TunnelAgentMain.class,
+        "--server",
+        "ws://10.214.1.1:8091",
+        "--node-name",
+        "lnode",
+        "--node-ip",
+        "10.214.1.2",
+        "--pod-cidr",
+        "10.42.1.0/24",
+        "--mode",
+        "pod",
+        "--ping-interval",
+        "1s",
+        "--ping-timeout",
+        "6s");
   }
 
   private static void awaitAgent() {
@@ -209,7 +217,7 @@ class LinkFaultTest {
     Path out = Files.createTempFile("blob", ".bin");
     CompletableFuture<NetnsHosts.Result> d = download(out);
     awaitProgress(out); // mid-download
-    kill9(server);
+    kill9(server, srv, 8092);
     NetnsHosts.Result cut = d.get(30, TimeUnit.SECONDS);
     assertThat(cut.exit()).as(cut.output()).isNotZero();
     Thread.sleep(5000); // an outage
@@ -226,14 +234,62 @@ class LinkFaultTest {
     assertThat(sha256(again)).isEqualTo(sha);
   }
 
-  /** SIGKILL to the server and anything it runs, and wait until its port is closed. */
-  private static void kill9(Process p) throws Exception {
+  @Test
+  void anAgentKilledMidTransferCutsItNothingIsDialledDirectlyAndARestartServesAgain()
+      throws Exception {
+    Path out = Files.createTempFile("blob", ".bin");
+    CompletableFuture<NetnsHosts.Result> d = download(out);
+    awaitProgress(out); // mid-download
+    kill9(agent, node, 8093);
+    NetnsHosts.Result cut = d.get(30, TimeUnit.SECONDS);
+    // The stream ended with the session, visibly: curl reports the cut, and the file is short.
+    assertThat(cut.exit()).as(cut.output()).isNotZero();
+    assertThat(Files.size(out)).isLessThan((long) MIB << 20);
+    // While the agent is gone, its node's pods get a 503 from the server, not a direct dial.
+    await()
+        .atMost(Duration.ofSeconds(10))
+        .until(
+            () ->
+                hosts
+                    .tryExec(
+                        srv,
+                        "curl",
+                        "-s",
+                        "-o",
+                        "/dev/null",
+                        "-w",
+                        "%{http_connect}",
+                        "-p",
+                        "-x",
+                        "127.0.0.1:8090",
+                        "http://" + POD + ":8080/blob")
+                    .output()
+                    .strip()
+                    .equals("503"));
+    agent = startAgent();
+    awaitAgent();
+    await().atMost(Duration.ofSeconds(30)).until(LinkFaultTest::routedViaAgent);
+    Path again = Files.createTempFile("blob", ".bin");
+    NetnsHosts.Result r = download(again).get(90, TimeUnit.SECONDS);
+    assertThat(r.exit()).as(r.output()).isZero();
+    assertThat(sha256(again)).isEqualTo(sha);
+  }
+
+  /**
+   * SIGKILL to a process and anything it runs, and wait until its admin port on {@code host} is
+   * closed.
+   */
+  private static void kill9(Process p, String host, int adminPort) throws Exception {
     p.toHandle().descendants().forEach(ProcessHandle::destroyForcibly);
     p.destroyForcibly().waitFor();
     await()
         .atMost(Duration.ofSeconds(10))
         .until(
-            () -> hosts.tryExec(srv, "curl", "-sf", "http://127.0.0.1:8092/healthz").exit() != 0);
+            () ->
+                hosts
+                        .tryExec(host, "curl", "-sf", "http://127.0.0.1:" + adminPort + "/healthz")
+                        .exit()
+                    != 0);
   }
 
   private static boolean routedViaAgent() throws Exception {

@@ -10,7 +10,8 @@ import java.util.List;
  * @param minVersion lowest protocol version the agent speaks
  * @param maxVersion highest protocol version the agent speaks
  * @param capabilities optional features the agent offers (bit set: {@link #CAP_DEFAULT_ROUTE},
- *     {@link #CAP_SERVED_NETWORKS}, which is set whenever served networks are declared)
+ *     {@link #CAP_SERVED_NETWORKS}, which is set whenever served networks are declared, {@link
+ *     #CAP_UNMASKED_FRAMES})
  * @param initialWindow per-stream credit the agent grants the server, in bytes
  * @param maxFramePayload largest frame body the agent accepts
  * @param kubeletPort the node's kubelet port
@@ -43,6 +44,18 @@ public record AgentHello(
 
   /** The hello carries the served networks extension after its version-1 fields. */
   public static final int CAP_SERVED_NETWORKS = 2;
+
+  /**
+   * The agent would send its websocket frames unmasked. RFC 6455 has clients mask every frame, so
+   * that an intermediary that does not understand websockets cannot be made to read the payload as
+   * HTTP. Masking costs a copy of every byte the agent sends, and the server decodes unmasked
+   * frames as well, so the agent asks; once the server's hello accepts, the agent stops masking.
+   */
+  public static final int CAP_UNMASKED_FRAMES = 4;
+
+  /** The capabilities a server of this version accepts when an agent offers them. */
+  public static final int SERVER_ACCEPTS =
+      CAP_DEFAULT_ROUTE | CAP_SERVED_NETWORKS | CAP_UNMASKED_FRAMES;
 
   /** A hello that declares no served networks. */
   public AgentHello(

@@ -140,8 +140,12 @@ public record AgentConfig(
 
   /** Websocket masking of agent → server frames. RFC 6455 requires it; it costs CPU. */
   public enum Masking {
-    /** Mask on ws://, not on wss:// (TLS already hides the bytes from intermediaries). */
+    /**
+     * Not on wss:// (TLS already hides the bytes from intermediaries); on ws:// only the upgrade
+     * and the hello, then no more once the server's hello accepts unmasked frames.
+     */
     AUTO,
+    /** Every frame, as RFC 6455 has clients do. */
     ALWAYS,
     NEVER
   }
@@ -304,6 +308,10 @@ public record AgentConfig(
 
   public AgentConfig withServers(List<URI> urls) {
     return with(f -> f.servers = urls);
+  }
+
+  public AgentConfig withMasking(Masking m) {
+    return with(f -> f.masking = m);
   }
 
   public AgentConfig withKubeletPort(int port) {

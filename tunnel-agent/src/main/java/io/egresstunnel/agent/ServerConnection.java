@@ -21,9 +21,11 @@ import io.netty.channel.EventLoopGroup;
 import io.netty.channel.WriteBufferWaterMark;
 import io.netty.handler.codec.http.HttpClientCodec;
 import io.netty.handler.codec.http.HttpObjectAggregator;
+import io.netty.handler.codec.http.websocketx.WebSocket13FrameEncoder;
 import io.netty.handler.codec.http.websocketx.WebSocketClientProtocolConfig;
 import io.netty.handler.codec.http.websocketx.WebSocketClientProtocolHandler;
 import io.netty.handler.codec.http.websocketx.WebSocketDecoderConfig;
+import io.netty.handler.codec.http.websocketx.WebSocketFrameEncoder;
 import io.netty.handler.ssl.SslContext;
 import java.net.URI;
 import java.nio.file.Path;
@@ -107,6 +109,24 @@ final class ServerConnection {
           case NEVER -> false;
           case AUTO -> !"wss".equals(uri.getScheme());
         };
+  }
+
+  /**
+   * With {@code --websocket-masking auto} the hello offers {@link AgentHello#CAP_UNMASKED_FRAMES};
+   * once the server's hello accepts it, frames from here on go unmasked (on {@code wss://} they
+   * were not masked anyway). Runs on the session's event loop, before anything else is written.
+   */
+  private void stopMaskingIfAccepted(TunnelSession s) {
+    if (!masking
+        || config.masking() != AgentConfig.Masking.AUTO
+        || (s.serverHello().capabilities() & AgentHello.CAP_UNMASKED_FRAMES) == 0) {
+      return;
+    }
+    ChannelPipeline p = s.channel().pipeline();
+    if (p.get(WebSocketFrameEncoder.class) != null) {
+      p.replace(WebSocketFrameEncoder.class, "ws-encoder", new WebSocket13FrameEncoder(false));
+      log.debug("server {} accepts unmasked frames: masking off", uri);
+    }
   }
 
   /**
@@ -365,6 +385,7 @@ final class ServerConnection {
     @Override
     public void onEstablished(TunnelSession s) {
       session = s;
+      stopMaskingIfAccepted(s);
       String id = ServerSet.serverId(s);
       if (stopped) {
         settled = true;

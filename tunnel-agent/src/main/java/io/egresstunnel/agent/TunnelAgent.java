@@ -100,7 +100,10 @@ public final class TunnelAgent implements AutoCloseable {
         new AgentHello(
             Limits.MIN_VERSION,
             Limits.MAX_VERSION,
-            config.egress().defaultRoute() ? AgentHello.CAP_DEFAULT_ROUTE : 0,
+            (config.egress().defaultRoute() ? AgentHello.CAP_DEFAULT_ROUTE : 0)
+                | (config.masking() == AgentConfig.Masking.AUTO
+                    ? AgentHello.CAP_UNMASKED_FRAMES
+                    : 0),
             config.limits().initialWindow(),
             config.limits().maxFramePayload(),
             config.kubeletPort(),

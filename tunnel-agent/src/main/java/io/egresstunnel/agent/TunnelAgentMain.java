@@ -176,7 +176,9 @@ public final class TunnelAgentMain implements Callable<Integer> {
       names = "--websocket-masking",
       defaultValue = "auto",
       description =
-          "Mask frames sent to the server: auto (on ws://, not on wss://), always, never."
+          "Mask frames sent to the server: auto (never on wss://; on ws:// only until the"
+              + " server's hello agrees to unmasked frames), always (every frame, as RFC 6455"
+              + " has it), never."
               + " Default: ${DEFAULT-VALUE}.")
   AgentConfig.Masking masking;
 

@@ -519,7 +519,7 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
       writeAndFlush(
           new ServerHello(
               version,
-              0,
+              hello.capabilities() & AgentHello.SERVER_ACCEPTS,
               config.initialWindow(),
               config.maxFramePayload(),
               config.maxStreams(),

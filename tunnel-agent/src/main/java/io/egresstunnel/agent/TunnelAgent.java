@@ -163,7 +163,8 @@ public final class TunnelAgent implements AutoCloseable {
   }
 
   private static SslContext buildClientTls(AgentConfig config) throws SSLException {
-    SslContextBuilder b = TlsOptions.defaults().apply(SslContextBuilder.forClient());
+    SslContextBuilder b =
+        TlsOptions.defaults().apply(SslContextBuilder.forClient(), TlsOptions.Carries.TUNNEL);
     if (config.caCert() != null) {
       b.trustManager(config.caCert().toFile());
     }

@@ -201,11 +201,14 @@ public final class TunnelServer implements AutoCloseable {
       }
       started = true;
       log.info(
-          "tunnel-server {} up: mode {}, apiserver protocol {}, {} transport, limits {}",
+          "tunnel-server {} up: mode {}, apiserver protocol {}, {} transport, TLS engines {}"
+              + " (CONNECT) and {} (agents), limits {}",
           config.serverId(),
           config.mode().flagValue(),
           config.apiserverProtocol().flagValue(),
           Transport.name(),
+          TlsOptions.engine(TlsOptions.Carries.CLIENT_STREAM),
+          TlsOptions.engine(TlsOptions.Carries.TUNNEL),
           config.limits());
       return this;
     } catch (IOException | InterruptedException | RuntimeException e) {
@@ -341,7 +344,7 @@ public final class TunnelServer implements AutoCloseable {
       ServerConfig.TlsFiles files,
       ClientAuth clientAuth,
       TlsOptions options,
-      boolean alpn) {
+      boolean connectListener) {
     if (files == null) {
       return null;
     }
@@ -353,7 +356,7 @@ public final class TunnelServer implements AutoCloseable {
         ReloadingSslContext.load(
                 what,
                 paths,
-                () -> serverTls(files, clientAuth, options, alpn),
+                () -> serverTls(files, clientAuth, options, connectListener),
                 options.reloadInterval())
             .start(tlsReloader);
     reloadingContexts.add(tls);
@@ -361,16 +364,21 @@ public final class TunnelServer implements AutoCloseable {
   }
 
   /**
-   * A server context for {@code files}. The CONNECT listener ({@code alpn}) offers ALPN {@code h2}
-   * to clients that ask for it, as gRPC clients do, and {@code http/1.1}; a client that asks for
-   * neither (the apiserver's HTTP CONNECT) negotiates nothing.
+   * A server context for {@code files}. The CONNECT listener ({@code connectListener}) offers ALPN
+   * {@code h2} to clients that ask for it, as gRPC clients do, and {@code http/1.1}; a client that
+   * asks for neither (the apiserver's HTTP CONNECT) negotiates nothing.
    */
   private static SslContext serverTls(
-      ServerConfig.TlsFiles files, ClientAuth clientAuth, TlsOptions options, boolean alpn)
+      ServerConfig.TlsFiles files,
+      ClientAuth clientAuth,
+      TlsOptions options,
+      boolean connectListener)
       throws SSLException {
     SslContextBuilder b =
-        options.apply(SslContextBuilder.forServer(files.cert().toFile(), files.key().toFile()));
-    if (alpn) {
+        options.apply(
+            SslContextBuilder.forServer(files.cert().toFile(), files.key().toFile()),
+            connectListener ? TlsOptions.Carries.CLIENT_STREAM : TlsOptions.Carries.TUNNEL);
+    if (connectListener) {
       b.applicationProtocolConfig(
           new io.netty.handler.ssl.ApplicationProtocolConfig(
               io.netty.handler.ssl.ApplicationProtocolConfig.Protocol.ALPN,

@@ -211,6 +211,57 @@ class TlsRotationTest {
     }
   }
 
+  /**
+   * The agent listener runs on BoringSSL (netty-tcnative), the CONNECT listener on the JDK's engine
+   * (it keeps a TLS half-close open; see TlsOptions.Carries); both honour the same versions and
+   * suites.
+   */
+  @Test
+  void theAgentListenerRunsOnBoringSslWithTheConfiguredSuitesAndVersions(@TempDir Path dir)
+      throws Exception {
+    assertThat(TlsOptions.engine(TlsOptions.Carries.TUNNEL))
+        .as("netty-tcnative loads here (%s)", io.netty.handler.ssl.OpenSsl.unavailabilityCause())
+        .startsWith("BoringSSL");
+    assertThat(TlsOptions.engine(TlsOptions.Carries.CLIENT_STREAM)).isEqualTo("JDK");
+    X509Bundle ca = ca("CA");
+    ServerConfig.TlsFiles withCa = tlsFiles(dir, serverCert("server-one", ca), ca);
+    // no agent client CA: agents would authenticate with a token
+    ServerConfig.TlsFiles files = new ServerConfig.TlsFiles(withCa.cert(), withCa.key(), null);
+    String only = "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384";
+    ServerConfig base =
+        ServerConfig.plain(
+                EgressMode.DISABLED,
+                new InetSocketAddress("127.0.0.1", 0),
+                new InetSocketAddress("127.0.0.1", 0))
+            .withTls(null, files);
+    ServerConfig restricted =
+        base.withSecurity(
+            base.security()
+                .withTls(new TlsOptions(TlsOptions.TLS12, List.of(only), Duration.ofSeconds(10))));
+    try (TunnelServer server = new TunnelServer(restricted).start();
+        SSLSocket s = TlsClient.open(server.agentAddress(), null, trust(ca))) {
+      assertThat(s.getSession().getProtocol()).isEqualTo("TLSv1.2");
+      assertThat(s.getSession().getCipherSuite()).isEqualTo(only);
+    }
+    ServerConfig tls13 =
+        base.withSecurity(
+            base.security()
+                .withTls(new TlsOptions(TlsOptions.TLS13, List.of(), Duration.ofSeconds(10))));
+    try (TunnelServer server = new TunnelServer(tls13).start()) {
+      assertThatThrownBy(
+              () -> {
+                try (SSLSocket s =
+                    TlsClient.open(server.agentAddress(), null, trust(ca), "TLSv1.2")) {
+                  s.getInputStream().read();
+                }
+              })
+          .isInstanceOf(javax.net.ssl.SSLException.class);
+      try (SSLSocket s = TlsClient.open(server.agentAddress(), null, trust(ca), "TLSv1.3")) {
+        assertThat(s.getSession().getProtocol()).isEqualTo("TLSv1.3");
+      }
+    }
+  }
+
   @Test
   void onlyAllowedClientNamesGetATunnel(@TempDir Path dir) throws Exception {
     X509Bundle ca = ca("CA");

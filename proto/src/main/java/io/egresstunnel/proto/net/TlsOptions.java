@@ -1,6 +1,8 @@
 package io.egresstunnel.proto.net;
 
+import io.netty.handler.ssl.OpenSsl;
 import io.netty.handler.ssl.SslContextBuilder;
+import io.netty.handler.ssl.SslProvider;
 import java.security.NoSuchAlgorithmException;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -55,14 +57,41 @@ public record TlsOptions(String minVersion, List<String> cipherSuites, Duration 
     return new TlsOptions(minVersion, cipherSuites, interval);
   }
 
-  /** Applies the protocol versions and suites to {@code b}. */
-  public SslContextBuilder apply(SslContextBuilder b) {
+  /** What a TLS connection carries, which decides its engine. */
+  public enum Carries {
+    /**
+     * One client's byte stream (the CONNECT listeners), whose end may be a half-close: the client
+     * sends close_notify and still reads the answer, as TLS 1.3 allows. The JDK's engine keeps the
+     * other direction open; netty-tcnative's closes both on close_notify, so it is not used here.
+     */
+    CLIENT_STREAM,
+    /**
+     * The websocket between agent and server, which ends as a whole: BoringSSL through
+     * netty-tcnative where its native library loads, the JDK's engine elsewhere.
+     */
+    TUNNEL
+  }
+
+  /** Applies the engine, protocol versions and suites to {@code b}. */
+  public SslContextBuilder apply(SslContextBuilder b, Carries carries) {
+    b.sslProvider(provider(carries));
     b.protocols(
         TLS13.equals(minVersion) ? new String[] {"TLSv1.3"} : new String[] {"TLSv1.3", "TLSv1.2"});
     if (!cipherSuites.isEmpty()) {
       b.ciphers(cipherSuites);
     }
     return b;
+  }
+
+  static SslProvider provider(Carries carries) {
+    return carries == Carries.TUNNEL && OpenSsl.isAvailable()
+        ? SslProvider.OPENSSL
+        : SslProvider.JDK;
+  }
+
+  /** The engine of {@code carries}' connections, for the startup log. */
+  public static String engine(Carries carries) {
+    return provider(carries) == SslProvider.OPENSSL ? OpenSsl.versionString() : "JDK";
   }
 
   private static Set<String> supportedSuites() {

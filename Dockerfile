@@ -37,8 +37,7 @@ LABEL org.opencontainers.image.title="egress-tunnel" \
       org.opencontainers.image.description="The kube-apiserver's egress selector proxy: tunnel-server (HTTP CONNECT and Konnectivity GRPC) and tunnel-agent (one per node)" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.source="https://github.com/egress-tunnel/egress-tunnel" \
-      org.opencontainers.image.base.name="docker.io/library/eclipse-temurin:17.0.20_8-jre-noble"
+      org.opencontainers.image.source="https://github.com/egress-tunnel/egress-tunnel"
 COPY --from=build /src/tunnel-server/target/tunnel-server.jar /src/tunnel-agent/target/tunnel-agent.jar /opt/egress-tunnel/
 # The chart runs both as this user too, with a read-only root filesystem and /tmp on an emptyDir
 # (Netty unpacks its native transport there). Its server init container runs `chown` from this

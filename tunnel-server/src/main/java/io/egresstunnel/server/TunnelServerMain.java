@@ -103,7 +103,8 @@ public final class TunnelServerMain implements Callable<Integer> {
       paramLabel = "HOST:PORT",
       defaultValue = "127.0.0.1:8092",
       description =
-          "Admin endpoints: /healthz, /readyz, /routez and /metrics (Prometheus); empty for none."
+          "Admin endpoints: /healthz, /readyz, /routez, /status and /metrics (Prometheus); empty"
+              + " for none."
               + " Default: ${DEFAULT-VALUE}.")
   String adminListen;
 

@@ -6,6 +6,7 @@ import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
+import java.net.BindException;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.net.Socket;
@@ -15,8 +16,10 @@ import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map;
 import java.util.concurrent.Executors;
 
 /**
@@ -24,51 +27,94 @@ import java.util.concurrent.Executors;
  * serves a small HTTP "kubelet" on each node address, then sends requests exactly as the
  * kube-apiserver's egress selector does (CONNECT, then HTTP through the tunnel), prints one line
  * per request and a bulk-transfer figure, and exits non-zero if any request did not go as expected.
+ * For each request it shows the route {@code /routez} predicts beside the process whose dial
+ * counter moved (an agent, or the server dialling directly), and at the end every process's byte
+ * counters, read from their {@code /metrics} (and the server's {@code /status} for its bytes per
+ * node), which must agree.
  *
- * <p>Usage: {@code DemoClient PROXY_HOST:PORT ADMIN_HOST:PORT node=ADDRESS...}
+ * <p>Usage: {@code DemoClient [--kubelet-port N] [--agent-admin-port N] PROXY_HOST:PORT
+ * ADMIN_HOST:PORT NODE=ADDRESS...}. The kubelet port defaults to 10250; each agent's admin listener
+ * is on its node address at the agent admin port (default: the proxy's port + 3, as bin/demo sets
+ * it up).
  */
 public final class DemoClient {
-  private static final int KUBELET_PORT = 10250;
   private static final long BULK_BYTES = 1L << 30;
+  private static final int STREAMING_PORT = 10010;
+  private static final String USAGE =
+      "usage: DemoClient [--kubelet-port N] [--agent-admin-port N] PROXY_HOST:PORT ADMIN_HOST:PORT"
+          + " NODE=ADDRESS...";
+
+  private static int kubeletPort = 10250;
 
   private DemoClient() {}
 
   public static void main(String[] args) throws Exception {
-    if (args.length < 3) {
-      System.err.println("usage: DemoClient PROXY_HOST:PORT ADMIN_HOST:PORT NODE=ADDRESS...");
+    int agentAdminPort = -1;
+    List<String> positional = new ArrayList<>();
+    for (int i = 0; i < args.length; i++) {
+      switch (args[i]) {
+        case "--kubelet-port" -> kubeletPort = port(args, ++i);
+        case "--agent-admin-port" -> agentAdminPort = port(args, ++i);
+        default -> positional.add(args[i]);
+      }
+    }
+    if (positional.size() < 3) {
+      System.err.println(USAGE);
       System.exit(2);
     }
-    InetSocketAddress proxy = hostPort(args[0]);
-    String admin = args[1];
+    InetSocketAddress proxy = hostPort(positional.get(0));
+    String admin = positional.get(1);
+    if (agentAdminPort < 0) {
+      agentAdminPort = proxy.getPort() + 3;
+    }
     List<HttpServer> kubelets = new ArrayList<>();
     List<String[]> nodes = new ArrayList<>();
-    for (int i = 2; i < args.length; i++) {
-      String[] kv = args[i].split("=", 2);
-      nodes.add(kv);
-      kubelets.add(kubelet(kv[0], kv[1]));
-    }
+    Map<String, String> agentAdmins = new LinkedHashMap<>();
     int failures = 0;
     try {
+      for (String arg : positional.subList(2, positional.size())) {
+        String[] kv = arg.split("=", 2);
+        nodes.add(kv);
+        agentAdmins.put(kv[0], hostPortString(kv[1], agentAdminPort));
+        kubelets.add(kubelet(kv[0], kv[1]));
+      }
+      DemoCounters counters = new DemoCounters(admin, agentAdmins);
       System.out.printf(
-          "%-28s %-14s %-7s %9s %9s  %s%n",
-          "target", "route", "status", "bytes", "latency", "answer");
+          "%-24s %-11s %-10s %-6s %9s %9s  %s%n",
+          "target", "routez", "dialled by", "status", "bytes", "latency", "answer");
       String a = nodes.get(0)[1];
       String b = nodes.get(nodes.size() - 1)[1];
       String nodeB = nodes.get(nodes.size() - 1)[0];
-      failures += request(proxy, admin, a + ":" + KUBELET_PORT, "/healthz", 200);
-      failures += request(proxy, admin, b + ":" + KUBELET_PORT, "/pods", 200);
-      failures += request(proxy, admin, nodeB + ":" + KUBELET_PORT, "/healthz", 200);
+      int closed = kubeletPort + 5 == STREAMING_PORT ? kubeletPort + 6 : kubeletPort + 5;
+      String kubelet = ":" + kubeletPort;
+      failures += request(proxy, admin, counters, hostPortString(a, kubeletPort), "/healthz", 200);
+      failures += request(proxy, admin, counters, hostPortString(b, kubeletPort), "/pods", 200);
+      failures += request(proxy, admin, counters, nodeB + kubelet, "/healthz", 200);
       failures +=
           request(
               proxy,
               admin,
-              a + ":" + KUBELET_PORT,
+              counters,
+              hostPortString(a, kubeletPort),
               "/containerLogs/kube-system/coredns/coredns",
               200);
-      failures += request(proxy, admin, b + ":10010", "/exec/default/app", 502);
-      failures += request(proxy, admin, a + ":10255", "/metrics", 502);
+      failures +=
+          request(
+              proxy, admin, counters, hostPortString(b, STREAMING_PORT), "/exec/default/app", 502);
+      failures += request(proxy, admin, counters, hostPortString(a, closed), "/metrics", 502);
       System.out.println();
-      failures += bulk(proxy, a + ":" + KUBELET_PORT);
+      failures += bulk(proxy, hostPortString(a, kubeletPort));
+      System.out.println();
+      failures += byteCounters(counters.read(), agentAdmins);
+    } catch (BindException e) {
+      System.out.println(
+          "demo: cannot serve a toy kubelet on port "
+              + kubeletPort
+              + " of every node address ("
+              + e.getMessage()
+              + "): a real kubelet may be listening there; choose another with --kubelet-port,"
+              + " or other addresses with --node-a-ip and --node-b-ip");
+      failures++;
     } finally {
       kubelets.forEach(k -> k.stop(0));
     }
@@ -79,10 +125,72 @@ public final class DemoClient {
     System.exit(failures == 0 ? 0 : 1);
   }
 
-  /** A toy kubelet on {@code address}:10250 that says which node it is. */
+  /**
+   * Prints the byte counters of every process, and checks that they agree: the server's bytes
+   * through agents are the sum of the agents' bytes, and the server's bytes for each node's session
+   * are that node's agent's. Returns the number of disagreements.
+   */
+  private static int byteCounters(DemoCounters.Snapshot s, Map<String, String> agentAdmins) {
+    System.out.println(
+        "bytes counted by each process (payload; to target = from the client towards the target):");
+    String row = "  %-46s %13s %13s%n";
+    System.out.printf(row, "", "to target", "to client");
+    System.out.printf(
+        Locale.ROOT,
+        row,
+        "tunnel-server, through agents   (/metrics)",
+        s.serverViaAgents().toTarget(),
+        s.serverViaAgents().toClient());
+    System.out.printf(
+        Locale.ROOT,
+        row,
+        "tunnel-server, dialled directly (/metrics)",
+        s.serverDirect().toTarget(),
+        s.serverDirect().toClient());
+    int failures = 0;
+    long agentsToTarget = 0;
+    long agentsToClient = 0;
+    for (Map.Entry<String, DemoCounters.Bytes> e : s.agentBytes().entrySet()) {
+      String node = e.getKey();
+      DemoCounters.Bytes agent = e.getValue();
+      DemoCounters.Bytes server =
+          s.serverPerNode().getOrDefault(node, new DemoCounters.Bytes(0, 0));
+      agentsToTarget += agent.toTarget();
+      agentsToClient += agent.toClient();
+      System.out.printf(
+          Locale.ROOT,
+          row,
+          "tunnel-server, session of " + node + " (/status)",
+          server.toTarget(),
+          server.toClient());
+      System.out.printf(
+          Locale.ROOT,
+          row,
+          "tunnel-agent " + node + " (" + agentAdmins.get(node) + "/metrics)",
+          agent.toTarget(),
+          agent.toClient());
+      if (!server.equals(agent)) {
+        System.out.println("  the server and the agent of " + node + " disagree");
+        failures++;
+      }
+    }
+    if (agentsToTarget != s.serverViaAgents().toTarget()
+        || agentsToClient != s.serverViaAgents().toClient()) {
+      System.out.println(
+          "  the server's bytes through agents are not the sum of the agents' bytes");
+      failures++;
+    }
+    if (failures == 0) {
+      System.out.println("  the server and the agents agree on every byte");
+    }
+    System.out.println();
+    return failures;
+  }
+
+  /** A toy kubelet on {@code address} at the kubelet port that says which node it is. */
   private static HttpServer kubelet(String node, String address) throws IOException {
     HttpServer http =
-        HttpServer.create(new InetSocketAddress(InetAddress.getByName(address), KUBELET_PORT), 128);
+        HttpServer.create(new InetSocketAddress(InetAddress.getByName(address), kubeletPort), 128);
     http.setExecutor(
         Executors.newFixedThreadPool(
             4,
@@ -135,9 +243,15 @@ public final class DemoClient {
 
   /** One apiserver-style request; prints a line; returns 1 if the status was not as expected. */
   private static int request(
-      InetSocketAddress proxy, String admin, String target, String path, int expected)
+      InetSocketAddress proxy,
+      String admin,
+      DemoCounters counters,
+      String target,
+      String path,
+      int expected)
       throws Exception {
     String route = route(admin, target);
+    DemoCounters.Snapshot before = counters.read();
     long start = System.nanoTime();
     try (Socket s = connect(proxy, target, 15_000)) {
       OutputStream out = s.getOutputStream();
@@ -162,16 +276,25 @@ public final class DemoClient {
         answer = firstLine(new String(body, StandardCharsets.UTF_8));
       }
       double ms = (System.nanoTime() - start) / 1e6;
+      String dialledBy = counters.read().dialledBy(before);
       System.out.printf(
           Locale.ROOT,
-          "%-28s %-14s %-7d %9d %7.1fms  %s%n",
+          "%-24s %-11s %-10s %-6d %9d %7.1fms  %s%n",
           target,
           route,
+          dialledBy,
           status,
           bytes,
           ms,
           answer);
-      return status == expected ? 0 : 1;
+      int failures = status == expected ? 0 : 1;
+      String predicted = route.startsWith("via ") ? route.substring(4) : route;
+      if (!predicted.equals(dialledBy)) {
+        System.out.println(
+            "  /routez predicted " + route + ", but the dial counters say " + dialledBy);
+        failures++;
+      }
+      return failures;
     }
   }
 
@@ -258,6 +381,19 @@ public final class DemoClient {
   private static String firstLine(String s) {
     String line = s.strip().lines().findFirst().orElse("");
     return line.length() > 60 ? line.substring(0, 57) + "..." : line;
+  }
+
+  private static int port(String[] args, int i) {
+    if (i >= args.length) {
+      System.err.println(USAGE);
+      System.exit(2);
+    }
+    return Integer.parseInt(args[i]);
+  }
+
+  /** host:port, with brackets around an IPv6 address. */
+  private static String hostPortString(String host, int port) {
+    return (host.indexOf(':') >= 0 ? "[" + host + "]" : host) + ":" + port;
   }
 
   private static InetSocketAddress hostPort(String s) {

@@ -20,7 +20,7 @@ public final class CommonOptions {
       names = {"-c", ConfigSources.CONFIG_OPTION},
       paramLabel = "FILE",
       description =
-          "YAML file of settings whose keys are the flags' names without dashes (max-agents: 5)."
+          "YAML file of settings whose keys are the flags' names without dashes (log-level: debug)."
               + " Flags and environment variables win over it.")
   public Path config;
 

@@ -1,5 +1,6 @@
 package io.egresstunnel.agent;
 
+import io.egresstunnel.proto.metrics.BuildInfo;
 import io.egresstunnel.proto.metrics.TunnelMetrics;
 import io.egresstunnel.proto.session.TunnelSession;
 import io.prometheus.metrics.core.metrics.Counter;
@@ -21,11 +22,14 @@ public final class AgentMetrics {
 
   /**
    * Registers the agent's metrics in {@code registry}; {@code sessions} (sessions held now) and
-   * {@code servers} (servers the hellos announce) are read at each scrape.
+   * {@code servers} (servers the hellos announce) are read at each scrape; {@code mode} (the {@code
+   * --mode} value) labels {@code build_info}.
    */
-  AgentMetrics(PrometheusRegistry registry, IntSupplier sessions, IntSupplier servers) {
+  AgentMetrics(
+      PrometheusRegistry registry, IntSupplier sessions, IntSupplier servers, String mode) {
     this.registry = registry;
     this.tunnel = new TunnelMetrics(registry, PREFIX, TunnelSession.Role.AGENT);
+    BuildInfo.register(registry, PREFIX, mode);
     GaugeWithCallback.builder()
         .name(PREFIX + "sessions_connected")
         .help("Sessions established now, one per server held.")

@@ -74,7 +74,12 @@ public final class TunnelAgent implements AutoCloseable {
    */
   public TunnelAgent(AgentConfig config, PrometheusRegistry metricsRegistry) throws SSLException {
     this.config = config;
-    this.metrics = new AgentMetrics(metricsRegistry, () -> sessions().size(), () -> serverCount());
+    this.metrics =
+        new AgentMetrics(
+            metricsRegistry,
+            () -> sessions().size(),
+            () -> serverCount(),
+            config.mode().flagValue());
     this.policy =
         new AtomicReference<>(
             new DialPolicy(
@@ -186,7 +191,10 @@ public final class TunnelAgent implements AutoCloseable {
     return this;
   }
 
-  /** {@code /healthz}, {@code /readyz} (a session is established) and {@code /metrics}. */
+  /**
+   * {@code /healthz}, {@code /readyz} (a session is established; the body says how many of the
+   * announced servers are held: {@code ok: 2/3 servers}) and {@code /metrics}.
+   */
   private void startAdmin(InetSocketAddress address) {
     Map<String, AdminHttp.Endpoint> endpoints =
         Map.of(
@@ -196,7 +204,7 @@ public final class TunnelAgent implements AutoCloseable {
             AdminHttp.Endpoint.of(
                 q -> {
                   int held = sessions().size();
-                  String servers = held + " of " + serverCount() + " server(s) connected";
+                  String servers = held + "/" + serverCount() + " servers";
                   return held > 0
                       ? AdminHttp.Response.text(HttpResponseStatus.OK, "ok: " + servers)
                       : AdminHttp.Response.text(

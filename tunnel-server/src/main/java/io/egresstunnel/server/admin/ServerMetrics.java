@@ -1,6 +1,7 @@
 package io.egresstunnel.server.admin;
 
 import io.egresstunnel.proto.DialStatus;
+import io.egresstunnel.proto.metrics.BuildInfo;
 import io.egresstunnel.proto.metrics.TunnelMetrics;
 import io.egresstunnel.proto.net.TargetDialer;
 import io.egresstunnel.proto.session.DialFailedException;
@@ -99,11 +100,12 @@ public final class ServerMetrics {
 
   /**
    * Registers the server's metrics in {@code registry}; {@code agentsConnected} is read at each
-   * scrape.
+   * scrape, and {@code mode} (the {@code --mode} value) labels {@code build_info}.
    */
-  public ServerMetrics(PrometheusRegistry registry, IntSupplier agentsConnected) {
+  public ServerMetrics(PrometheusRegistry registry, IntSupplier agentsConnected, String mode) {
     this.registry = registry;
     this.tunnel = new TunnelMetrics(registry, PREFIX, TunnelSession.Role.SERVER);
+    BuildInfo.register(registry, PREFIX, mode);
     GaugeWithCallback.builder()
         .name(PREFIX + "agents_connected")
         .help("Agent sessions established now.")

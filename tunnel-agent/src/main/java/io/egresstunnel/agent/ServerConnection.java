@@ -5,11 +5,13 @@ import io.egresstunnel.proto.Dial;
 import io.egresstunnel.proto.ErrorCode;
 import io.egresstunnel.proto.GoAway;
 import io.egresstunnel.proto.Limits;
+import io.egresstunnel.proto.config.RateLimitedLog;
 import io.egresstunnel.proto.net.SlicingWebSocketFrameDecoder;
 import io.egresstunnel.proto.net.Transport;
 import io.egresstunnel.proto.session.SessionPipeline;
 import io.egresstunnel.proto.session.TunnelSession;
 import io.egresstunnel.proto.session.TunnelStream;
+import io.egresstunnel.proto.session.UpgradeRefusal;
 import io.netty.bootstrap.Bootstrap;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelHandlerContext;
@@ -19,17 +21,22 @@ import io.netty.channel.ChannelOption;
 import io.netty.channel.ChannelPipeline;
 import io.netty.channel.EventLoopGroup;
 import io.netty.channel.WriteBufferWaterMark;
+import io.netty.handler.codec.http.FullHttpResponse;
 import io.netty.handler.codec.http.HttpClientCodec;
 import io.netty.handler.codec.http.HttpObjectAggregator;
+import io.netty.handler.codec.http.HttpResponseStatus;
 import io.netty.handler.codec.http.websocketx.WebSocket13FrameEncoder;
+import io.netty.handler.codec.http.websocketx.WebSocketClientHandshakeException;
 import io.netty.handler.codec.http.websocketx.WebSocketClientProtocolConfig;
 import io.netty.handler.codec.http.websocketx.WebSocketClientProtocolHandler;
 import io.netty.handler.codec.http.websocketx.WebSocketDecoderConfig;
 import io.netty.handler.codec.http.websocketx.WebSocketFrameEncoder;
 import io.netty.handler.ssl.SslContext;
 import java.net.URI;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.time.Instant;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Set;
@@ -77,6 +84,10 @@ final class ServerConnection {
   private final Set<Attempt> attempts = ConcurrentHashMap.newKeySet(); // every open connection
   private int duplicateStreak; // guarded by this
   private volatile boolean stopped;
+  private volatile ServerRefusal lastRefusal;
+
+  /** Refused upgrades: a misconfigured agent retries every few seconds, so one line a minute. */
+  private final RateLimitedLog refusals = new RateLimitedLog(log, Duration.ofMinutes(1));
 
   /**
    * @param servers the servers held through every URL
@@ -164,6 +175,14 @@ final class ServerConnection {
 
   URI uri() {
     return uri;
+  }
+
+  /**
+   * The last answer to an upgrade through this URL that refused it, or null if none did since a
+   * session through this URL was last established.
+   */
+  ServerRefusal lastRefusal() {
+    return lastRefusal;
   }
 
   void start() {
@@ -359,6 +378,7 @@ final class ServerConnection {
     private volatile TunnelSession session;
     private boolean holds; // its session held its server
     private boolean settled; // its tunnel has moved on: nothing this attempt does reconnects
+    private boolean refused; // the server answered the upgrade with a refusal
 
     Attempt(Tunnel tunnel) {
       this.tunnel = tunnel;
@@ -395,6 +415,7 @@ final class ServerConnection {
       TunnelSession holder = servers.claim(s);
       if (holder == null) {
         holds = true;
+        lastRefusal = null;
         tunnel.held = s;
         tunnel.backoff.reset();
         tunnel.syncBackoff.reset();
@@ -416,8 +437,8 @@ final class ServerConnection {
       }
       // A duplicate: say so, so that the server routes nothing new here, and close once drained.
       settled = true;
-      s.goAway(ErrorCode.NO_ERROR, "duplicate tunnel to server " + id);
       long delay = tunnel.syncBackoff.nextDelayMillis();
+      s.goAway(ErrorCode.NO_ERROR, "duplicate tunnel to server " + id);
       int streak;
       synchronized (ServerConnection.this) {
         streak = ++duplicateStreak;
@@ -479,7 +500,10 @@ final class ServerConnection {
         settled = true;
         tunnel.next(
             tunnel.backoff.nextDelayMillis(),
-            holds ? "session to server " + ServerSet.serverId(s) + " closed" : "connection closed");
+            holds
+                ? "session to server " + ServerSet.serverId(s) + " closed"
+                // a refusal was logged (once a minute) as it came
+                : refused ? null : "connection closed");
         if (holds) {
           onServersChanged.run();
         }
@@ -510,6 +534,7 @@ final class ServerConnection {
       }
       p.addLast("http", new HttpClientCodec());
       p.addLast("http-aggregator", new HttpObjectAggregator(8192));
+      p.addLast("upgrade-refusal", new RefusalWatcher(attempt));
       p.addLast(
           "websocket",
           new WebSocketClientProtocolHandler(
@@ -567,8 +592,61 @@ final class ServerConnection {
 
     @Override
     public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
+      if (attempt.refused && cause instanceof WebSocketClientHandshakeException) {
+        ctx.close(); // RefusalWatcher has told why
+        return;
+      }
       log.warn("tunnel to {} failed: {}", uri, cause.getMessage());
       ctx.close();
+    }
+  }
+
+  /**
+   * Reads the server's answer to the upgrade before the websocket handshaker does: an answer other
+   * than 101 is a refusal, whose reason (the body's first line, and the kind the server names in
+   * the {@value UpgradeRefusal#HEADER} header) is logged at WARN, counted, and kept for {@code
+   * /readyz}. The answer then goes on to the handshaker, which fails the handshake.
+   */
+  private final class RefusalWatcher extends ChannelInboundHandlerAdapter {
+    private final Attempt attempt;
+
+    RefusalWatcher(Attempt attempt) {
+      this.attempt = attempt;
+    }
+
+    @Override
+    public void channelRead(ChannelHandlerContext ctx, Object msg) {
+      if (msg instanceof FullHttpResponse response) {
+        ctx.pipeline().remove(this);
+        if (!HttpResponseStatus.SWITCHING_PROTOCOLS.equals(response.status())) {
+          refused(response);
+        }
+      }
+      ctx.fireChannelRead(msg);
+    }
+
+    private void refused(FullHttpResponse response) {
+      ServerRefusal r =
+          new ServerRefusal(
+              uri,
+              response.status().code(),
+              UpgradeRefusal.ofHeader(response.headers().get(UpgradeRefusal.HEADER)),
+              ServerRefusal.firstLine(
+                  response.content().toString(StandardCharsets.UTF_8),
+                  response.status().reasonPhrase()),
+              Instant.now());
+      attempt.refused = true;
+      lastRefusal = r;
+      metrics.upgradeRefused(r.reason());
+      refusals.warn(
+          r.toString(),
+          "server {} refused the tunnel for node {}: {} ({}): {}; retrying with backoff (at most"
+              + " --reconnect-max)",
+          uri,
+          hello.nodeName(),
+          r.code(),
+          r.reason().label,
+          r.message());
     }
   }
 }

@@ -193,7 +193,8 @@ public final class TunnelAgent implements AutoCloseable {
 
   /**
    * {@code /healthz}, {@code /readyz} (a session is established; the body says how many of the
-   * announced servers are held: {@code ok: 2/3 servers}) and {@code /metrics}.
+   * announced servers are held, {@code ok: 2/3 servers}, and the last refusal, if a server refused
+   * the agent) and {@code /metrics}.
    */
   private void startAdmin(InetSocketAddress address) {
     Map<String, AdminHttp.Endpoint> endpoints =
@@ -205,6 +206,10 @@ public final class TunnelAgent implements AutoCloseable {
                 q -> {
                   int held = sessions().size();
                   String servers = held + "/" + serverCount() + " servers";
+                  ServerRefusal refused = lastRefusal();
+                  if (refused != null) {
+                    servers += "; " + refused.server() + " refused the tunnel: " + refused;
+                  }
                   return held > 0
                       ? AdminHttp.Response.text(HttpResponseStatus.OK, "ok: " + servers)
                       : AdminHttp.Response.text(
@@ -246,6 +251,22 @@ public final class TunnelAgent implements AutoCloseable {
   /** The ids of the servers this agent holds a session to, sorted. */
   public Set<String> serverIds() {
     return servers.ids();
+  }
+
+  /**
+   * The latest refusal of a websocket upgrade among the server URLs that have not had a session
+   * established since (a token or certificate the server does not accept, a node it may not speak
+   * for), or null if none.
+   */
+  public ServerRefusal lastRefusal() {
+    ServerRefusal latest = null;
+    for (ServerConnection c : connections) {
+      ServerRefusal r = c.lastRefusal();
+      if (r != null && (latest == null || r.at().isAfter(latest.at()))) {
+        latest = r;
+      }
+    }
+    return latest;
   }
 
   /** How many servers serve the cluster, as the servers' hellos tell (1 before any hello). */

@@ -32,6 +32,8 @@ import io.netty.handler.codec.http.websocketx.WebSocketClientProtocolHandler;
 import io.netty.handler.codec.http.websocketx.WebSocketDecoderConfig;
 import io.netty.handler.codec.http.websocketx.WebSocketFrameEncoder;
 import io.netty.handler.ssl.SslContext;
+import java.net.InetSocketAddress;
+import java.net.SocketAddress;
 import java.net.URI;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
@@ -88,6 +90,9 @@ final class ServerConnection {
 
   /** Refused upgrades: a misconfigured agent retries every few seconds, so one line a minute. */
   private final RateLimitedLog refusals = new RateLimitedLog(log, Duration.ofMinutes(1));
+
+  /** Servers at two addresses with one id: found again at every sync interval. */
+  private final RateLimitedLog idConflicts = new RateLimitedLog(log, Duration.ofMinutes(1));
 
   /**
    * @param servers the servers held through every URL
@@ -363,6 +368,17 @@ final class ServerConnection {
     }
   }
 
+  /** {@code 10.0.0.5:8091} or {@code [fd00::5]:8091}, without a host name; null for null. */
+  private static String address(SocketAddress a) {
+    if (a instanceof InetSocketAddress i && i.getAddress() != null) {
+      String ip = i.getAddress().getHostAddress();
+      return (i.getAddress() instanceof java.net.Inet6Address ? "[" + ip + "]" : ip)
+          + ":"
+          + i.getPort();
+    }
+    return a == null ? null : a.toString();
+  }
+
   private static Duration max(Duration a, Duration b) {
     return a.compareTo(b) >= 0 ? a : b;
   }
@@ -438,6 +454,35 @@ final class ServerConnection {
       // A duplicate: say so, so that the server routes nothing new here, and close once drained.
       settled = true;
       long delay = tunnel.syncBackoff.nextDelayMillis();
+      String here = address(s.channel().remoteAddress());
+      String there = address(holder.channel().remoteAddress());
+      if (here != null && there != null && !here.equals(there)) {
+        // Two addresses, one id: two servers configured alike (or one server reached both
+        // directly and through a proxy). Tell this server too, so that its operator sees it.
+        s.goAway(
+            ErrorCode.DUPLICATE_SERVER_ID,
+            "server id "
+                + id
+                + " is also the id of the server at "
+                + there
+                + " (this is "
+                + here
+                + ")");
+        idConflicts.warn(
+            id + " " + here + " " + there,
+            "servers at {} and {} both report server id {}: the agent keeps one tunnel per server"
+                + " id, so it cannot hold both; give each server its own --server-id (unless both"
+                + " addresses lead to one server). Closing the tunnel through {}, next try in {}"
+                + " ms",
+            there,
+            here,
+            id,
+            uri,
+            delay);
+        tunnel.next(delay, null);
+        onServersChanged.run();
+        return;
+      }
       s.goAway(ErrorCode.NO_ERROR, "duplicate tunnel to server " + id);
       int streak;
       synchronized (ServerConnection.this) {

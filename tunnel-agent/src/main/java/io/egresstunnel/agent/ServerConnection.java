@@ -58,8 +58,10 @@ import org.slf4j.LoggerFactory;
  * <p>A URL may lead to several servers (a load balancer). The {@link ServerSet} shared by all URLs
  * holds one session per server id: a session that reaches a server already held is a duplicate. It
  * sends GO_AWAY(NO_ERROR) and closes, and its tunnel tries again after the sync interval (doubling
- * up to the longest reconnect delay). While the agent holds fewer servers than the hellos announce
- * and was given fewer URLs than there are servers, each URL keeps more tunnels, {@link
+ * up to the longest reconnect delay). A duplicate from another address than the held session's
+ * means two servers share one id: it goes away with GO_AWAY(DUPLICATE_SERVER_ID), so that server's
+ * log says so too, and the agent warns. While the agent holds fewer servers than the hellos
+ * announce and was given fewer URLs than there are servers, each URL keeps more tunnels, {@link
  * ServerSet#tunnelsPerUrl()} in all, of which at most {@link #MAX_ATTEMPTS_PER_URL} are connecting
  * or waiting to retry at once.
  */

@@ -17,7 +17,12 @@ public enum ErrorCode {
   /** Go-away only: no protocol version is common to both sides. */
   UNSUPPORTED_VERSION(6),
   /** The stream or session was idle for longer than allowed. */
-  IDLE_TIMEOUT(7);
+  IDLE_TIMEOUT(7),
+  /**
+   * Go-away only, from an agent: this server's id is also the id of another server the agent holds
+   * a session to at a different address, so the agent cannot hold both; the message names them.
+   */
+  DUPLICATE_SERVER_ID(8);
 
   private static final ErrorCode[] BY_CODE = values();
 

@@ -5,11 +5,13 @@ import io.egresstunnel.proto.Dial;
 import io.egresstunnel.proto.ErrorCode;
 import io.egresstunnel.proto.GoAway;
 import io.egresstunnel.proto.Limits;
+import io.egresstunnel.proto.config.RateLimitedLog;
 import io.egresstunnel.proto.net.SlicingWebSocketFrameDecoder;
 import io.egresstunnel.proto.net.Transport;
 import io.egresstunnel.proto.session.SessionPipeline;
 import io.egresstunnel.proto.session.TunnelSession;
 import io.egresstunnel.proto.session.TunnelStream;
+import io.egresstunnel.proto.session.UpgradeRefusal;
 import io.netty.bootstrap.Bootstrap;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelHandlerContext;
@@ -19,17 +21,24 @@ import io.netty.channel.ChannelOption;
 import io.netty.channel.ChannelPipeline;
 import io.netty.channel.EventLoopGroup;
 import io.netty.channel.WriteBufferWaterMark;
+import io.netty.handler.codec.http.FullHttpResponse;
 import io.netty.handler.codec.http.HttpClientCodec;
 import io.netty.handler.codec.http.HttpObjectAggregator;
+import io.netty.handler.codec.http.HttpResponseStatus;
 import io.netty.handler.codec.http.websocketx.WebSocket13FrameEncoder;
+import io.netty.handler.codec.http.websocketx.WebSocketClientHandshakeException;
 import io.netty.handler.codec.http.websocketx.WebSocketClientProtocolConfig;
 import io.netty.handler.codec.http.websocketx.WebSocketClientProtocolHandler;
 import io.netty.handler.codec.http.websocketx.WebSocketDecoderConfig;
 import io.netty.handler.codec.http.websocketx.WebSocketFrameEncoder;
 import io.netty.handler.ssl.SslContext;
+import java.net.InetSocketAddress;
+import java.net.SocketAddress;
 import java.net.URI;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.time.Instant;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Set;
@@ -49,8 +58,10 @@ import org.slf4j.LoggerFactory;
  * <p>A URL may lead to several servers (a load balancer). The {@link ServerSet} shared by all URLs
  * holds one session per server id: a session that reaches a server already held is a duplicate. It
  * sends GO_AWAY(NO_ERROR) and closes, and its tunnel tries again after the sync interval (doubling
- * up to the longest reconnect delay). While the agent holds fewer servers than the hellos announce
- * and was given fewer URLs than there are servers, each URL keeps more tunnels, {@link
+ * up to the longest reconnect delay). A duplicate from another address than the held session's
+ * means two servers share one id: it goes away with GO_AWAY(DUPLICATE_SERVER_ID), so that server's
+ * log says so too, and the agent warns. While the agent holds fewer servers than the hellos
+ * announce and was given fewer URLs than there are servers, each URL keeps more tunnels, {@link
  * ServerSet#tunnelsPerUrl()} in all, of which at most {@link #MAX_ATTEMPTS_PER_URL} are connecting
  * or waiting to retry at once.
  */
@@ -77,6 +88,13 @@ final class ServerConnection {
   private final Set<Attempt> attempts = ConcurrentHashMap.newKeySet(); // every open connection
   private int duplicateStreak; // guarded by this
   private volatile boolean stopped;
+  private volatile ServerRefusal lastRefusal;
+
+  /** Refused upgrades: a misconfigured agent retries every few seconds, so one line a minute. */
+  private final RateLimitedLog refusals = new RateLimitedLog(log, Duration.ofMinutes(1));
+
+  /** Servers at two addresses with one id: found again at every sync interval. */
+  private final RateLimitedLog idConflicts = new RateLimitedLog(log, Duration.ofMinutes(1));
 
   /**
    * @param servers the servers held through every URL
@@ -164,6 +182,14 @@ final class ServerConnection {
 
   URI uri() {
     return uri;
+  }
+
+  /**
+   * The last answer to an upgrade through this URL that refused it, or null if none did since a
+   * session through this URL was last established.
+   */
+  ServerRefusal lastRefusal() {
+    return lastRefusal;
   }
 
   void start() {
@@ -344,6 +370,17 @@ final class ServerConnection {
     }
   }
 
+  /** {@code 10.0.0.5:8091} or {@code [fd00::5]:8091}, without a host name; null for null. */
+  private static String address(SocketAddress a) {
+    if (a instanceof InetSocketAddress i && i.getAddress() != null) {
+      String ip = i.getAddress().getHostAddress();
+      return (i.getAddress() instanceof java.net.Inet6Address ? "[" + ip + "]" : ip)
+          + ":"
+          + i.getPort();
+    }
+    return a == null ? null : a.toString();
+  }
+
   private static Duration max(Duration a, Duration b) {
     return a.compareTo(b) >= 0 ? a : b;
   }
@@ -359,6 +396,7 @@ final class ServerConnection {
     private volatile TunnelSession session;
     private boolean holds; // its session held its server
     private boolean settled; // its tunnel has moved on: nothing this attempt does reconnects
+    private boolean refused; // the server answered the upgrade with a refusal
 
     Attempt(Tunnel tunnel) {
       this.tunnel = tunnel;
@@ -395,6 +433,7 @@ final class ServerConnection {
       TunnelSession holder = servers.claim(s);
       if (holder == null) {
         holds = true;
+        lastRefusal = null;
         tunnel.held = s;
         tunnel.backoff.reset();
         tunnel.syncBackoff.reset();
@@ -416,8 +455,37 @@ final class ServerConnection {
       }
       // A duplicate: say so, so that the server routes nothing new here, and close once drained.
       settled = true;
-      s.goAway(ErrorCode.NO_ERROR, "duplicate tunnel to server " + id);
       long delay = tunnel.syncBackoff.nextDelayMillis();
+      String here = address(s.channel().remoteAddress());
+      String there = address(holder.channel().remoteAddress());
+      if (here != null && there != null && !here.equals(there)) {
+        // Two addresses, one id: two servers configured alike (or one server reached both
+        // directly and through a proxy). Tell this server too, so that its operator sees it.
+        s.goAway(
+            ErrorCode.DUPLICATE_SERVER_ID,
+            "server id "
+                + id
+                + " is also the id of the server at "
+                + there
+                + " (this is "
+                + here
+                + ")");
+        idConflicts.warn(
+            id + " " + here + " " + there,
+            "servers at {} and {} both report server id {}: the agent keeps one tunnel per server"
+                + " id, so it cannot hold both; give each server its own --server-id (unless both"
+                + " addresses lead to one server). Closing the tunnel through {}, next try in {}"
+                + " ms",
+            there,
+            here,
+            id,
+            uri,
+            delay);
+        tunnel.next(delay, null);
+        onServersChanged.run();
+        return;
+      }
+      s.goAway(ErrorCode.NO_ERROR, "duplicate tunnel to server " + id);
       int streak;
       synchronized (ServerConnection.this) {
         streak = ++duplicateStreak;
@@ -479,7 +547,10 @@ final class ServerConnection {
         settled = true;
         tunnel.next(
             tunnel.backoff.nextDelayMillis(),
-            holds ? "session to server " + ServerSet.serverId(s) + " closed" : "connection closed");
+            holds
+                ? "session to server " + ServerSet.serverId(s) + " closed"
+                // a refusal was logged (once a minute) as it came
+                : refused ? null : "connection closed");
         if (holds) {
           onServersChanged.run();
         }
@@ -510,6 +581,7 @@ final class ServerConnection {
       }
       p.addLast("http", new HttpClientCodec());
       p.addLast("http-aggregator", new HttpObjectAggregator(8192));
+      p.addLast("upgrade-refusal", new RefusalWatcher(attempt));
       p.addLast(
           "websocket",
           new WebSocketClientProtocolHandler(
@@ -567,8 +639,61 @@ final class ServerConnection {
 
     @Override
     public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
+      if (attempt.refused && cause instanceof WebSocketClientHandshakeException) {
+        ctx.close(); // RefusalWatcher has told why
+        return;
+      }
       log.warn("tunnel to {} failed: {}", uri, cause.getMessage());
       ctx.close();
+    }
+  }
+
+  /**
+   * Reads the server's answer to the upgrade before the websocket handshaker does: an answer other
+   * than 101 is a refusal, whose reason (the body's first line, and the kind the server names in
+   * the {@value UpgradeRefusal#HEADER} header) is logged at WARN, counted, and kept for {@code
+   * /readyz}. The answer then goes on to the handshaker, which fails the handshake.
+   */
+  private final class RefusalWatcher extends ChannelInboundHandlerAdapter {
+    private final Attempt attempt;
+
+    RefusalWatcher(Attempt attempt) {
+      this.attempt = attempt;
+    }
+
+    @Override
+    public void channelRead(ChannelHandlerContext ctx, Object msg) {
+      if (msg instanceof FullHttpResponse response) {
+        ctx.pipeline().remove(this);
+        if (!HttpResponseStatus.SWITCHING_PROTOCOLS.equals(response.status())) {
+          refused(response);
+        }
+      }
+      ctx.fireChannelRead(msg);
+    }
+
+    private void refused(FullHttpResponse response) {
+      ServerRefusal r =
+          new ServerRefusal(
+              uri,
+              response.status().code(),
+              UpgradeRefusal.ofHeader(response.headers().get(UpgradeRefusal.HEADER)),
+              ServerRefusal.firstLine(
+                  response.content().toString(StandardCharsets.UTF_8),
+                  response.status().reasonPhrase()),
+              Instant.now());
+      attempt.refused = true;
+      lastRefusal = r;
+      metrics.upgradeRefused(r.reason());
+      refusals.warn(
+          r.toString(),
+          "server {} refused the tunnel for node {}: {} ({}): {}; retrying with backoff (at most"
+              + " --reconnect-max)",
+          uri,
+          hello.nodeName(),
+          r.code(),
+          r.reason().label,
+          r.message());
     }
   }
 }

@@ -74,7 +74,12 @@ public final class TunnelAgent implements AutoCloseable {
    */
   public TunnelAgent(AgentConfig config, PrometheusRegistry metricsRegistry) throws SSLException {
     this.config = config;
-    this.metrics = new AgentMetrics(metricsRegistry, () -> sessions().size(), () -> serverCount());
+    this.metrics =
+        new AgentMetrics(
+            metricsRegistry,
+            () -> sessions().size(),
+            () -> serverCount(),
+            config.mode().flagValue());
     this.policy =
         new AtomicReference<>(
             new DialPolicy(
@@ -187,7 +192,11 @@ public final class TunnelAgent implements AutoCloseable {
     return this;
   }
 
-  /** {@code /healthz}, {@code /readyz} (a session is established) and {@code /metrics}. */
+  /**
+   * {@code /healthz}, {@code /readyz} (a session is established; the body says how many of the
+   * announced servers are held, {@code ok: 2/3 servers}, and the last refusal, if a server refused
+   * the agent) and {@code /metrics}.
+   */
   private void startAdmin(InetSocketAddress address) {
     Map<String, AdminHttp.Endpoint> endpoints =
         Map.of(
@@ -197,7 +206,11 @@ public final class TunnelAgent implements AutoCloseable {
             AdminHttp.Endpoint.of(
                 q -> {
                   int held = sessions().size();
-                  String servers = held + " of " + serverCount() + " server(s) connected";
+                  String servers = held + "/" + serverCount() + " servers";
+                  ServerRefusal refused = lastRefusal();
+                  if (refused != null) {
+                    servers += "; " + refused.server() + " refused the tunnel: " + refused;
+                  }
                   return held > 0
                       ? AdminHttp.Response.text(HttpResponseStatus.OK, "ok: " + servers)
                       : AdminHttp.Response.text(
@@ -239,6 +252,22 @@ public final class TunnelAgent implements AutoCloseable {
   /** The ids of the servers this agent holds a session to, sorted. */
   public Set<String> serverIds() {
     return servers.ids();
+  }
+
+  /**
+   * The latest refusal of a websocket upgrade among the server URLs that have not had a session
+   * established since (a token or certificate the server does not accept, a node it may not speak
+   * for), or null if none.
+   */
+  public ServerRefusal lastRefusal() {
+    ServerRefusal latest = null;
+    for (ServerConnection c : connections) {
+      ServerRefusal r = c.lastRefusal();
+      if (r != null && (latest == null || r.at().isAfter(latest.at()))) {
+        latest = r;
+      }
+    }
+    return latest;
   }
 
   /** How many servers serve the cluster, as the servers' hellos tell (1 before any hello). */

@@ -42,6 +42,16 @@ public record ServerConfig(
     Routing routing,
     ApiserverProtocol apiserverProtocol) {
 
+  /**
+   * The server id when none is given: this host's name and the agent listener's port ({@code
+   * myhost-8091}), so that two servers on one host, which must listen on different ports, get
+   * different ids.
+   */
+  public static String defaultServerId(InetSocketAddress agentListen)
+      throws java.net.UnknownHostException {
+    return java.net.InetAddress.getLocalHost().getHostName() + "-" + agentListen.getPort();
+  }
+
   /** A config with the default {@link Routing}. */
   public ServerConfig(
       EgressMode mode,

@@ -134,7 +134,8 @@ public final class TunnelServer implements AutoCloseable {
             config.routing().departedNodeTtl(),
             config.routing().maxDepartedNodes());
     this.routes = new TargetRoutes(router, registry, config);
-    this.metrics = new ServerMetrics(metricsRegistry, registry::agentCount);
+    this.metrics =
+        new ServerMetrics(metricsRegistry, registry::agentCount, config.mode().flagValue());
     ServerConfig.AgentAuth auth = config.security().agentAuth();
     if (auth.clientCa() != null && config.agentTls() == null) {
       throw new IllegalArgumentException(

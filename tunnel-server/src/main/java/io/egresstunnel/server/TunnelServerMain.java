@@ -10,7 +10,6 @@ import io.egresstunnel.routing.EgressMode;
 import io.egresstunnel.server.admin.StatusCommand;
 import io.prometheus.metrics.instrumentation.jvm.JvmMetrics;
 import io.prometheus.metrics.model.registry.PrometheusRegistry;
-import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -244,7 +243,10 @@ public final class TunnelServerMain implements Callable<Integer> {
 
   @Option(
       names = "--server-id",
-      description = "This server's id among the cluster's servers. Default: the host name.")
+      description =
+          "This server's id among the cluster's servers; each server needs its own (an agent"
+              + " holds one tunnel per id). Default: the host name and the --agent-listen port,"
+              + " e.g. myhost-8091, so that servers on one host differ.")
   String serverId;
 
   @Option(
@@ -477,7 +479,9 @@ public final class TunnelServerMain implements Callable<Integer> {
         adminListen.isEmpty() ? null : Units.parseHostPort(adminListen),
         tls,
         agentTls,
-        serverId != null ? serverId : InetAddress.getLocalHost().getHostName(),
+        serverId != null
+            ? serverId
+            : ServerConfig.defaultServerId(Units.parseHostPort(agentListen)),
         Limits.check("--server-count", serverCount, 1, 0xFFFF),
         limits,
         kubernetes,

@@ -104,10 +104,16 @@ class AgentCertificateAuthTest {
       assertThat(upgrade(server, nodeA, null, null)).startsWith("HTTP/1.1 101");
       assertThat(upgrade(server, nodeA, null, "node-b"))
           .startsWith("HTTP/1.1 403")
+          .containsIgnoringCase("X-Egress-Tunnel-Refusal: wrong_node\r\n")
           .contains("the client certificate is for node node-a, not node-b");
       assertThat(upgrade(server, notANode, null, "node-a"))
           .startsWith("HTTP/1.1 403")
-          .contains("does not name a node");
+          .containsIgnoringCase("X-Egress-Tunnel-Refusal: bad_certificate\r\n")
+          .contains("the client certificate CN=kube-apiserver does not name a node");
+      MetricsTest.Scrape metrics = MetricsTest.Scrape.of(server.metrics().registry());
+      String refused = "egress_tunnel_server_agent_upgrades_refused_total";
+      assertThat(metrics.get(refused, "code", "403", "reason", "wrong_node")).isEqualTo(1);
+      assertThat(metrics.get(refused, "code", "403", "reason", "bad_certificate")).isEqualTo(1);
       // With certificates the only way in, the TLS handshake itself demands one.
       assertThatThrownBy(() -> upgrade(server, null, null, "node-a"))
           .isInstanceOf(IOException.class);
@@ -156,6 +162,11 @@ class AgentCertificateAuthTest {
             .until(() -> server.registry().agentCount() == 1);
         assertThat(good.sessions()).hasSize(1);
         assertThat(bad.sessions()).isEmpty();
+        // The impostor is told why, over wss too.
+        await().atMost(Duration.ofSeconds(20)).until(() -> bad.lastRefusal() != null);
+        assertThat(bad.lastRefusal().toString())
+            .isEqualTo("403 wrong_node: the client certificate is for node node-a, not node-b");
+        assertThat(good.lastRefusal()).isNull();
       }
     }
   }

@@ -6,6 +6,7 @@ import static org.awaitility.Awaitility.await;
 import io.egresstunnel.agent.AgentConfig;
 import io.egresstunnel.agent.TunnelAgent;
 import io.egresstunnel.proto.Cidr;
+import io.egresstunnel.proto.session.UpgradeRefusal;
 import io.egresstunnel.routing.EgressMode;
 import io.egresstunnel.server.agents.TokenReviewAuthenticator;
 import io.fabric8.kubernetes.api.model.authentication.TokenReview;
@@ -96,6 +97,7 @@ class AgentTokenReviewTest {
     try (TunnelServer tunnel = start(dir, null, null)) {
       assertThat(AgentAuthenticationTest.upgrade(tunnel, "some-forged-token", "node-a"))
           .startsWith("HTTP/1.1 401")
+          .containsIgnoringCase("X-Egress-Tunnel-Refusal: bad_token\r\n")
           .contains("the Kubernetes API did not accept the token");
       assertThat(AgentAuthenticationTest.upgrade(tunnel, null, "node-a"))
           .startsWith("HTTP/1.1 401")
@@ -118,6 +120,7 @@ class AgentTokenReviewTest {
           .startsWith("HTTP/1.1 101");
       assertThat(AgentAuthenticationTest.upgrade(tunnel, tokenA, "node-b"))
           .startsWith("HTTP/1.1 403")
+          .containsIgnoringCase("X-Egress-Tunnel-Refusal: wrong_node\r\n")
           .contains("bound to node node-a, not node-b");
       assertThat(reviews.get()).as("one review for three upgrades with one token").isEqualTo(1);
 
@@ -139,9 +142,62 @@ class AgentTokenReviewTest {
               AgentAuthenticationTest.upgrade(
                   tunnel, "system:serviceaccount:default:intruder|node-a", "node-a"))
           .startsWith("HTTP/1.1 403")
+          .containsIgnoringCase("X-Egress-Tunnel-Refusal: not_allowed\r\n")
           .contains("is not the agents' ServiceAccount " + AGENT_SA);
       assertThat(AgentAuthenticationTest.upgrade(tunnel, AGENT_SA + "|node-a", "node-a"))
           .startsWith("HTTP/1.1 101");
+      assertThat(
+              MetricsTest.Scrape.of(tunnel.metrics().registry())
+                  .get(
+                      "egress_tunnel_server_agent_upgrades_refused_total",
+                      "code",
+                      "403",
+                      "reason",
+                      "not_allowed"))
+          .isEqualTo(1);
+    }
+  }
+
+  /** An agent with another ServiceAccount's token is told why it is refused. */
+  @Test
+  void anAgentWithTheWrongServiceAccountLearnsWhy(@TempDir Path dir) throws Exception {
+    answerReviews();
+    try (TunnelServer tunnel = start(dir, "kube-system", "egress-agent")) {
+      Path token =
+          Files.writeString(
+              dir.resolve("token"), "system:serviceaccount:default:intruder|node-i\n");
+      AgentConfig config =
+          AgentConfig.simple(
+              URI.create("ws://127.0.0.1:" + tunnel.agentAddress().getPort()),
+              "node-i",
+              List.of(Cidr.parseAddress("127.0.8.2")),
+              EgressMode.AGENT);
+      try (TunnelAgent agent =
+          new TunnelAgent(
+                  config.withCredentials(null, new AgentConfig.Credentials(token, null, null)))
+              .start()) {
+        await().atMost(Duration.ofSeconds(20)).until(() -> agent.lastRefusal() != null);
+        assertThat(agent.lastRefusal().code()).isEqualTo(403);
+        assertThat(agent.lastRefusal().reason()).isEqualTo(UpgradeRefusal.NOT_ALLOWED);
+        assertThat(agent.lastRefusal().message())
+            .isEqualTo(
+                "system:serviceaccount:default:intruder is not the agents' ServiceAccount "
+                    + AGENT_SA);
+        assertThat(
+                MetricsTest.Scrape.of(agent.metrics().registry())
+                    .get("egress_tunnel_agent_upgrades_refused_total", "reason", "not_allowed"))
+            .isGreaterThanOrEqualTo(1);
+        assertThat(
+                MetricsTest.Scrape.of(tunnel.metrics().registry())
+                    .get(
+                        "egress_tunnel_server_agent_upgrades_refused_total",
+                        "code",
+                        "403",
+                        "reason",
+                        "not_allowed"))
+            .isGreaterThanOrEqualTo(1);
+        assertThat(agent.sessions()).isEmpty();
+      }
     }
   }
 

@@ -115,6 +115,99 @@ class HighAvailabilityTest {
     assertCarriedBy(s2, podB, "node-b", null, 2);
   }
 
+  /**
+   * Two servers at different addresses with one id (two servers on one host given the same
+   * --server-id): the agent can hold only one. It says so at WARN, naming both addresses and the
+   * id, once however often it finds the clash again; the server it leaves hears why and warns too;
+   * and the agent's /readyz shows it holds 1 of the 2 servers.
+   */
+  @Test
+  void twoServersWithOneIdAreReportedOnBothSides() throws Exception {
+    ch.qos.logback.classic.Logger agentLog =
+        (ch.qos.logback.classic.Logger)
+            org.slf4j.LoggerFactory.getLogger("io.egresstunnel.agent.ServerConnection");
+    ch.qos.logback.classic.Logger serverLog =
+        (ch.qos.logback.classic.Logger)
+            org.slf4j.LoggerFactory.getLogger(io.egresstunnel.server.agents.AgentRegistry.class);
+    ch.qos.logback.core.read.ListAppender<ch.qos.logback.classic.spi.ILoggingEvent> lines =
+        new ch.qos.logback.core.read.ListAppender<>();
+    lines.start();
+    agentLog.addAppender(lines);
+    serverLog.addAppender(lines);
+    try {
+      TunnelServer s1 = startServer("twin", 0);
+      TunnelServer s2 = startServer("twin", 0);
+      AgentConfig config =
+          AgentConfig.simple(
+                  url(s1), "node-a", List.of(Cidr.parseAddress("127.0.11.1")), EgressMode.POD)
+              .withServers(List.of(url(s1), url(s2)))
+              .withAdminListen(new InetSocketAddress("127.0.0.1", 0));
+      TunnelAgent a =
+          new TunnelAgent(config.withLimits(config.limits().withSyncInterval(SYNC_INTERVAL)))
+              .start();
+      agents.add(a);
+
+      // The clash is found again at every sync interval: wait for a few rounds.
+      await()
+          .atMost(Duration.ofSeconds(30))
+          .until(
+              () ->
+                  a.serverIds().equals(Set.of("twin"))
+                      && MetricsTest.Scrape.of(a.metrics().registry())
+                              .get("egress_tunnel_agent_reconnects_total")
+                          >= 4
+                      && warnings(lines, "AgentRegistry").size() >= 1);
+      String p1 = "127.0.0.1:" + s1.agentAddress().getPort();
+      String p2 = "127.0.0.1:" + s2.agentAddress().getPort();
+      assertThat(warnings(lines, "ServerConnection"))
+          .singleElement()
+          .satisfies(
+              m ->
+                  assertThat(m)
+                      .contains("servers at ", "both report server id twin", p1, p2, "--server-id")
+                      .doesNotContain("127.0.0.1/"));
+      assertThat(warnings(lines, "AgentRegistry"))
+          .singleElement()
+          .satisfies(
+              m ->
+                  assertThat(m)
+                      .contains(
+                          "agent for node node-a",
+                          "server id twin is also the id of the server at",
+                          p1,
+                          p2,
+                          "--server-id"));
+      // One server has the agent; the other saw each of its sessions closed as a duplicate.
+      assertThat(servers.stream().filter(s -> s.registry().session("node-a") != null).count())
+          .isEqualTo(1);
+
+      java.net.http.HttpResponse<String> ready =
+          java.net.http.HttpClient.newHttpClient()
+              .send(
+                  java.net.http.HttpRequest.newBuilder(
+                          URI.create("http://127.0.0.1:" + a.adminAddress().getPort() + "/readyz"))
+                      .build(),
+                  java.net.http.HttpResponse.BodyHandlers.ofString());
+      assertThat(ready.statusCode()).isEqualTo(200);
+      assertThat(ready.body()).isEqualTo("ok: 1/2 servers\n");
+    } finally {
+      agentLog.detachAppender(lines);
+      serverLog.detachAppender(lines);
+    }
+  }
+
+  private static List<String> warnings(
+      ch.qos.logback.core.read.ListAppender<ch.qos.logback.classic.spi.ILoggingEvent> lines,
+      String logger) {
+    synchronized (lines.list) {
+      return lines.list.stream()
+          .filter(e -> e.getLevel() == ch.qos.logback.classic.Level.WARN)
+          .filter(e -> e.getLoggerName().endsWith("." + logger))
+          .map(ch.qos.logback.classic.spi.ILoggingEvent::getFormattedMessage)
+          .toList();
+    }
+  }
+
   @Test
   void agentsReconnectToARestartedServer() throws Exception {
     TunnelServer s1 = startServer("s1", 0);

@@ -64,6 +64,21 @@ class MetricsTest {
   }
 
   @Test
+  void bothSidesExportBuildInfoWithVersionTransportAndMode() throws Exception {
+    String version = io.egresstunnel.proto.metrics.BuildInfo.version();
+    assertThat(version).matches("\\d+\\.\\d+\\.\\d+.*");
+    String transport = io.egresstunnel.proto.net.Transport.name();
+    assertThat(transport).isIn("epoll", "nio");
+    String[] labels = {"version", version, "transport", transport, "mode", "pod"};
+    assertThat(server().get(S + "build_info", labels)).isEqualTo(1);
+    assertThat(agent().get(A + "build_info", labels)).isEqualTo(1);
+    assertThat(get(agent.adminAddress(), "/metrics").body())
+        .contains("# TYPE " + A + "build_info gauge");
+    assertThat(get(fx.server.adminAddress(), "/metrics").body())
+        .contains("# TYPE " + S + "build_info gauge");
+  }
+
+  @Test
   void successfulConnectsMoveStreamsBytesAndFramesOnBothSides() throws Exception {
     Scrape server0 = server();
     Scrape agent0 = agent();
@@ -247,7 +262,7 @@ class MetricsTest {
     assertThat(get(agent.adminAddress(), "/healthz").statusCode()).isEqualTo(200);
     HttpResponse<String> ready = get(agent.adminAddress(), "/readyz");
     assertThat(ready.statusCode()).isEqualTo(200);
-    assertThat(ready.body()).isEqualTo("ok: 1 of 1 server(s) connected\n");
+    assertThat(ready.body()).isEqualTo("ok: 1/1 servers\n");
     HttpResponse<String> missing = get(agent.adminAddress(), "/nope");
     assertThat(missing.statusCode()).isEqualTo(404);
     assertThat(missing.body()).contains("/healthz", "/readyz", "/metrics");

@@ -110,6 +110,18 @@ class TunnelServerMainConfigTest {
     }
   }
 
+  /** Two servers on one host listen on different agent ports, so their default ids differ. */
+  @Test
+  void theDefaultServerIdIsTheHostNameAndTheAgentPort() throws Exception {
+    String host = java.net.InetAddress.getLocalHost().getHostName();
+    assertThat(parse(Map.of(), "--agent-listen=127.0.0.1:9191").toConfig().serverId())
+        .isEqualTo(host + "-9191");
+    assertThat(parse(Map.of()).toConfig().serverId()).isEqualTo(host + "-8091");
+    assertThat(parse(Map.of(), "--agent-listen=127.0.0.1:9191", "--server-id=s9").toConfig())
+        .extracting(ServerConfig::serverId)
+        .isEqualTo("s9");
+  }
+
   @Test
   void aFlagBeatsTheEnvironmentWhichBeatsTheFileAndEachConflictIsLogged() throws Exception {
     Path f = file("mode: agent\nmax-agents: 7\nserver-id: from-file\n");

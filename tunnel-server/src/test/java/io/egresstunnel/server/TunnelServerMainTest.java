@@ -63,6 +63,8 @@ class TunnelServerMainTest {
       assertThat(out.toString()).contains(flag);
     }
     assertThat(out.toString()).contains("127.0.0.1:8090").contains("0.0.0.0:8091");
+    // The default server id differs between servers on one host.
+    assertThat(out.toString()).contains("myhost-8091");
   }
 
   @Test

@@ -604,7 +604,11 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
     goAwayReceived = goAway;
     listener.onGoAway(this, goAway);
     if (goAway.code() != ErrorCode.NO_ERROR) {
-      log.warn("peer closed the session: {} {}", goAway.code(), goAway.message());
+      if (goAway.code() == ErrorCode.DUPLICATE_SERVER_ID) {
+        log.debug("peer closed the session: {} {}", goAway.code(), goAway.message()); // listener
+      } else {
+        log.warn("peer closed the session: {} {}", goAway.code(), goAway.message());
+      }
       ctx.close();
     }
   }

@@ -1,10 +1,12 @@
 package io.egresstunnel.server.admin;
 
 import io.egresstunnel.proto.DialStatus;
+import io.egresstunnel.proto.metrics.BuildInfo;
 import io.egresstunnel.proto.metrics.TunnelMetrics;
 import io.egresstunnel.proto.net.TargetDialer;
 import io.egresstunnel.proto.session.DialFailedException;
 import io.egresstunnel.proto.session.TunnelSession;
+import io.egresstunnel.proto.session.UpgradeRefusal;
 import io.egresstunnel.server.TargetRoutes;
 import io.prometheus.metrics.core.datapoints.CounterDataPoint;
 import io.prometheus.metrics.core.datapoints.DistributionDataPoint;
@@ -85,7 +87,8 @@ public final class ServerMetrics {
   private final CounterDataPoint[] connectAnswers = new CounterDataPoint[CODES.length + 1];
   private final Counter dialFailures;
   private final CounterDataPoint fallbackDirect;
-  private final Counter upgradesRefused;
+  private final CounterDataPoint[] upgradesRefused =
+      new CounterDataPoint[UpgradeRefusal.values().length];
   private final CounterDataPoint[] routes = new CounterDataPoint[TargetRoutes.Kind.values().length];
   private final Histogram dialSeconds;
   // By route * OUTCOMES + outcome, resolved on first use: most pairs never occur, and need no
@@ -99,11 +102,12 @@ public final class ServerMetrics {
 
   /**
    * Registers the server's metrics in {@code registry}; {@code agentsConnected} is read at each
-   * scrape.
+   * scrape, and {@code mode} (the {@code --mode} value) labels {@code build_info}.
    */
-  public ServerMetrics(PrometheusRegistry registry, IntSupplier agentsConnected) {
+  public ServerMetrics(PrometheusRegistry registry, IntSupplier agentsConnected, String mode) {
     this.registry = registry;
     this.tunnel = new TunnelMetrics(registry, PREFIX, TunnelSession.Role.SERVER);
+    BuildInfo.register(registry, PREFIX, mode);
     GaugeWithCallback.builder()
         .name(PREFIX + "agents_connected")
         .help("Agent sessions established now.")
@@ -160,17 +164,22 @@ public final class ServerMetrics {
             .withoutExemplars()
             .register(registry);
     grpcDialsOk = grpcDials.labelValues("ok");
-    upgradesRefused =
+    Counter refusals =
         Counter.builder()
             .name(PREFIX + "agent_upgrades_refused_total")
             .help(
-                "Agent websocket upgrades refused, by HTTP status: 401 (no or a wrong credential),"
-                    + " 403 (a node the credential may not speak for), 503 (draining, at"
-                    + " --max-agents, or a TokenReview that failed). The log shows the first of"
-                    + " each kind per 10 s.")
-            .labelNames("code")
+                "Agent websocket upgrades refused, by HTTP status and reason: 401 no_credentials,"
+                    + " bad_token; 403 bad_certificate, wrong_node, no_node, not_allowed; 503"
+                    + " review_failed, draining, max_agents. The log shows the first of each kind"
+                    + " per 10 s.")
+            .labelNames("code", "reason")
             .withoutExemplars()
             .register(registry);
+    for (UpgradeRefusal r : UpgradeRefusal.values()) {
+      if (r != UpgradeRefusal.OTHER) {
+        upgradesRefused[r.ordinal()] = refusals.labelValues(Integer.toString(r.code), r.label);
+      }
+    }
     Counter routed =
         Counter.builder()
             .name(PREFIX + "routes_total")
@@ -246,9 +255,9 @@ public final class ServerMetrics {
     fallbackDirect.inc();
   }
 
-  /** An agent's upgrade was refused with {@code code}. */
-  public void agentUpgradeRefused(int code) {
-    upgradesRefused.labelValues(Integer.toString(code)).inc();
+  /** An agent's upgrade was refused, for {@code reason} (never {@link UpgradeRefusal#OTHER}). */
+  public void agentUpgradeRefused(UpgradeRefusal reason) {
+    upgradesRefused[reason.ordinal()].inc();
   }
 
   /** A dial was routed so (before it is dialled). */

@@ -2,6 +2,7 @@ package io.egresstunnel.server.agents;
 
 import io.egresstunnel.proto.config.RateLimitedLog;
 import io.egresstunnel.proto.session.SessionPipeline;
+import io.egresstunnel.proto.session.UpgradeRefusal;
 import io.egresstunnel.server.PeerCertificates;
 import io.fabric8.kubernetes.client.KubernetesClientException;
 import io.netty.buffer.Unpooled;
@@ -12,7 +13,6 @@ import io.netty.handler.codec.http.DefaultFullHttpResponse;
 import io.netty.handler.codec.http.FullHttpRequest;
 import io.netty.handler.codec.http.FullHttpResponse;
 import io.netty.handler.codec.http.HttpHeaderNames;
-import io.netty.handler.codec.http.HttpResponseStatus;
 import io.netty.handler.codec.http.HttpVersion;
 import io.netty.util.AttributeKey;
 import io.netty.util.ReferenceCountUtil;
@@ -22,16 +22,17 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
-import java.util.function.IntConsumer;
+import java.util.function.Consumer;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
  * Sits before the websocket handshake and admits or refuses the upgrade before any frame is read:
  * 503 when the server holds its maximum of agents, 401 for a missing or invalid credential, 403 for
- * a node the credential may not speak for, each with a one-line reason, and no session is created.
- * An admitted request continues with the authenticated node recorded on the channel. While a
- * TokenReview is out, the channel reads nothing; a review slower than the handshake timeout gets
+ * a node the credential may not speak for, each with a one-line reason in the body and the kind of
+ * refusal ({@link UpgradeRefusal}) in the {@value UpgradeRefusal#HEADER} header, and no session is
+ * created. An admitted request continues with the authenticated node recorded on the channel. While
+ * a TokenReview is out, the channel reads nothing; a review slower than the handshake timeout gets
  * 503.
  */
 public final class AgentAuthHandler extends ChannelInboundHandlerAdapter {
@@ -54,11 +55,11 @@ public final class AgentAuthHandler extends ChannelInboundHandlerAdapter {
   private final int maxAgents;
   private final long timeoutMillis;
   private final java.util.function.BooleanSupplier draining;
-  private final IntConsumer refused;
+  private final Consumer<UpgradeRefusal> refused;
   private final RateLimitedLog refusals;
 
   /**
-   * @param refused counts a refused upgrade by its HTTP status code
+   * @param refused counts a refused upgrade by why
    * @param refusals the server's {@link #newRefusalLog}
    */
   public AgentAuthHandler(
@@ -67,7 +68,7 @@ public final class AgentAuthHandler extends ChannelInboundHandlerAdapter {
       int maxAgents,
       long timeoutMillis,
       java.util.function.BooleanSupplier draining,
-      IntConsumer refused,
+      Consumer<UpgradeRefusal> refused,
       RateLimitedLog refusals) {
     this.draining = draining;
     this.refused = refused;
@@ -92,7 +93,7 @@ public final class AgentAuthHandler extends ChannelInboundHandlerAdapter {
           request,
           node,
           AgentAuthenticator.Verdict.refused(
-              HttpResponseStatus.SERVICE_UNAVAILABLE, "this tunnel server is shutting down"));
+              UpgradeRefusal.DRAINING, "this tunnel server is shutting down"));
       return;
     }
     if (registry.agentCount() >= maxAgents) {
@@ -101,7 +102,7 @@ public final class AgentAuthHandler extends ChannelInboundHandlerAdapter {
           request,
           node,
           AgentAuthenticator.Verdict.refused(
-              HttpResponseStatus.SERVICE_UNAVAILABLE,
+              UpgradeRefusal.MAX_AGENTS,
               "this server already holds its maximum of " + maxAgents + " agents (--max-agents)"));
       return;
     }
@@ -141,7 +142,7 @@ public final class AgentAuthHandler extends ChannelInboundHandlerAdapter {
     } else {
       why = "the token review failed: " + cause.getClass().getSimpleName();
     }
-    return AgentAuthenticator.Verdict.refused(HttpResponseStatus.SERVICE_UNAVAILABLE, why);
+    return AgentAuthenticator.Verdict.refused(UpgradeRefusal.REVIEW_FAILED, why);
   }
 
   private void decide(
@@ -171,13 +172,14 @@ public final class AgentAuthHandler extends ChannelInboundHandlerAdapter {
       String node,
       AgentAuthenticator.Verdict verdict) {
     request.release();
-    refused.accept(verdict.status().code());
+    refused.accept(verdict.refusal());
     refusals.warn(
         verdict.status().code() + " " + verdict.reason(),
-        "refused agent upgrade from {} (node {}): {} {}",
+        "refused agent upgrade from {} (node {}): {} {}: {}",
         ctx.channel().remoteAddress(),
         node,
         verdict.status().code(),
+        verdict.refusal().label,
         verdict.reason());
     FullHttpResponse response =
         new DefaultFullHttpResponse(
@@ -187,6 +189,7 @@ public final class AgentAuthHandler extends ChannelInboundHandlerAdapter {
     response
         .headers()
         .set(HttpHeaderNames.CONTENT_TYPE, "text/plain; charset=utf-8")
+        .set(UpgradeRefusal.HEADER, verdict.refusal().label)
         .setInt(HttpHeaderNames.CONTENT_LENGTH, response.content().readableBytes())
         .set(HttpHeaderNames.CONNECTION, "close");
     ctx.writeAndFlush(response).addListener(ChannelFutureListener.CLOSE);

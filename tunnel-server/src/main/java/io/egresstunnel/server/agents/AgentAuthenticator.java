@@ -1,6 +1,7 @@
 package io.egresstunnel.server.agents;
 
 import io.egresstunnel.proto.session.SessionPipeline;
+import io.egresstunnel.proto.session.UpgradeRefusal;
 import io.egresstunnel.server.PeerCertificates;
 import io.egresstunnel.server.ServerConfig;
 import io.fabric8.kubernetes.client.KubernetesClient;
@@ -39,30 +40,34 @@ public final class AgentAuthenticator implements AutoCloseable {
   private record Entry(byte[] token, Set<String> nodes) {}
 
   /**
-   * A verdict: {@code status} null means admitted, for {@code node}, as {@code identity}.
+   * A verdict: {@code refusal} null means admitted, for {@code node}, as {@code identity}.
    *
-   * @param status the HTTP status of a refusal, or null
-   * @param reason one line saying why (refusals)
+   * @param refusal why the upgrade is refused (which fixes its HTTP status), or null
+   * @param reason one line saying why, for the agent and the log (refusals)
    * @param node the node the agent may speak for (admissions)
    * @param identity who the credential names, for logs (admissions)
    */
-  record Verdict(HttpResponseStatus status, String reason, String node, String identity) {
+  record Verdict(UpgradeRefusal refusal, String reason, String node, String identity) {
     boolean admitted() {
-      return status == null;
+      return refusal == null;
+    }
+
+    /** The HTTP status of a refusal. */
+    HttpResponseStatus status() {
+      return HttpResponseStatus.valueOf(refusal.code);
     }
 
     static Verdict admitted(String node, String identity) {
       return new Verdict(null, null, node, identity);
     }
 
-    static Verdict refused(HttpResponseStatus status, String reason) {
-      return new Verdict(status, reason, null, null);
+    static Verdict refused(UpgradeRefusal refusal, String reason) {
+      return new Verdict(refusal, reason, null, null);
     }
 
     static Verdict noNode() {
       return refused(
-          HttpResponseStatus.FORBIDDEN,
-          "the agent must name its node in " + SessionPipeline.NODE_HEADER);
+          UpgradeRefusal.NO_NODE, "the agent must name its node in " + SessionPipeline.NODE_HEADER);
     }
   }
 
@@ -150,7 +155,7 @@ public final class AgentAuthenticator implements AutoCloseable {
     if (authorization == null || !authorization.regionMatches(true, 0, "Bearer ", 0, 7)) {
       return CompletableFuture.completedFuture(
           Verdict.refused(
-              HttpResponseStatus.UNAUTHORIZED,
+              UpgradeRefusal.NO_CREDENTIALS,
               certificates
                   ? "a node client certificate or a bearer token is required"
                   : "a bearer token is required"));
@@ -161,7 +166,7 @@ public final class AgentAuthenticator implements AutoCloseable {
       return CompletableFuture.completedFuture(
           fromFile != null
               ? fromFile
-              : Verdict.refused(HttpResponseStatus.UNAUTHORIZED, "the bearer token is not valid"));
+              : Verdict.refused(UpgradeRefusal.BAD_TOKEN, "the bearer token is not valid"));
     }
     return tokenReview.review(token).thenApply(r -> tokenReview.judge(r, node));
   }
@@ -183,7 +188,7 @@ public final class AgentAuthenticator implements AutoCloseable {
     }
     if (match.nodes() != null && !match.nodes().contains(node)) {
       return Verdict.refused(
-          HttpResponseStatus.FORBIDDEN, "this token may not speak for node " + node);
+          UpgradeRefusal.WRONG_NODE, "this token may not speak for node " + node);
     }
     return Verdict.admitted(node, "token-file");
   }
@@ -192,7 +197,7 @@ public final class AgentAuthenticator implements AutoCloseable {
     String cn = PeerCertificates.commonName(peer);
     if (cn == null || !cn.startsWith(NODE_CN_PREFIX) || cn.length() == NODE_CN_PREFIX.length()) {
       return Verdict.refused(
-          HttpResponseStatus.FORBIDDEN,
+          UpgradeRefusal.BAD_CERTIFICATE,
           "the client certificate "
               + peer.getSubjectX500Principal().getName()
               + " does not name a node (CN="
@@ -202,7 +207,7 @@ public final class AgentAuthenticator implements AutoCloseable {
     String certNode = cn.substring(NODE_CN_PREFIX.length());
     if (node != null && !node.isBlank() && !node.equals(certNode)) {
       return Verdict.refused(
-          HttpResponseStatus.FORBIDDEN,
+          UpgradeRefusal.WRONG_NODE,
           "the client certificate is for node " + certNode + ", not " + node);
     }
     return Verdict.admitted(certNode, cn);

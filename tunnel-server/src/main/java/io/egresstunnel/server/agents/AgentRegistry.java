@@ -5,7 +5,9 @@ import com.github.benmanes.caffeine.cache.Caffeine;
 import com.github.benmanes.caffeine.cache.RemovalCause;
 import com.github.benmanes.caffeine.cache.Scheduler;
 import io.egresstunnel.proto.AgentHello;
+import io.egresstunnel.proto.ErrorCode;
 import io.egresstunnel.proto.GoAway;
+import io.egresstunnel.proto.config.RateLimitedLog;
 import io.egresstunnel.proto.session.TunnelSession;
 import io.egresstunnel.routing.DeclaredRouter;
 import io.egresstunnel.routing.KubernetesRouteSource;
@@ -38,6 +40,8 @@ import org.slf4j.LoggerFactory;
  */
 public final class AgentRegistry implements TunnelSession.Listener {
   private static final Logger log = LoggerFactory.getLogger(AgentRegistry.class);
+
+  private final RateLimitedLog duplicateIds = new RateLimitedLog(log, Duration.ofMinutes(1));
 
   private final Map<String, Deque<TunnelSession>> byNode = new ConcurrentHashMap<>();
   private final DeclaredRouter declaredRoutes;
@@ -215,6 +219,17 @@ public final class AgentRegistry implements TunnelSession.Listener {
   @Override
   public void onGoAway(TunnelSession session, GoAway goAway) {
     leaveDefaultRoute(session); // a draining session takes no new streams
+    if (goAway.code() == ErrorCode.DUPLICATE_SERVER_ID) {
+      // The agent retries every sync interval while the ids clash: one line a minute.
+      duplicateIds.warn(
+          goAway.message(),
+          "agent for node {} at {} closed its session: {}. Two servers share this server's id;"
+              + " the agent cannot keep a tunnel to both (give each server its own --server-id)",
+          nodeOf(session),
+          session.channel().remoteAddress(),
+          goAway.message());
+      return;
+    }
     log.info("agent for node {} is draining: {}", nodeOf(session), goAway.message());
   }
 

@@ -2,6 +2,7 @@ package io.egresstunnel.server.agents;
 
 import com.github.benmanes.caffeine.cache.AsyncCache;
 import com.github.benmanes.caffeine.cache.Caffeine;
+import io.egresstunnel.proto.session.UpgradeRefusal;
 import io.egresstunnel.server.ServerConfig;
 import io.fabric8.kubernetes.api.model.authentication.TokenReview;
 import io.fabric8.kubernetes.api.model.authentication.TokenReviewBuilder;
@@ -64,7 +65,7 @@ public final class TokenReviewAuthenticator implements AutoCloseable {
   AgentAuthenticator.Verdict judge(Review review, String node) {
     if (!review.authenticated()) {
       return AgentAuthenticator.Verdict.refused(
-          io.netty.handler.codec.http.HttpResponseStatus.UNAUTHORIZED,
+          UpgradeRefusal.BAD_TOKEN,
           "the Kubernetes API did not accept the token"
               + (review.error() == null || review.error().isBlank() ? "" : ": " + review.error()));
     }
@@ -73,7 +74,7 @@ public final class TokenReviewAuthenticator implements AutoCloseable {
           "system:serviceaccount:" + config.namespace() + ":" + config.serviceAccount();
       if (!expected.equals(review.username())) {
         return AgentAuthenticator.Verdict.refused(
-            io.netty.handler.codec.http.HttpResponseStatus.FORBIDDEN,
+            UpgradeRefusal.NOT_ALLOWED,
             review.username() + " is not the agents' ServiceAccount " + expected);
       }
     }
@@ -85,7 +86,7 @@ public final class TokenReviewAuthenticator implements AutoCloseable {
     }
     if (review.node() != null && !review.node().equals(node)) {
       return AgentAuthenticator.Verdict.refused(
-          io.netty.handler.codec.http.HttpResponseStatus.FORBIDDEN,
+          UpgradeRefusal.WRONG_NODE,
           "the token of "
               + review.username()
               + " is bound to node "

@@ -274,7 +274,7 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
               AgentHello hello = role == Role.SERVER ? agentHello : ownHello;
               return new SessionStatus(
                   hello == null ? null : hello.nodeName(),
-                  String.valueOf(channel().remoteAddress()),
+                  io.egresstunnel.proto.status.StatusText.address(channel().remoteAddress()),
                   role == Role.SERVER
                       ? serverId
                       : (serverHello == null ? null : serverHello.serverId()),

@@ -1,11 +1,12 @@
 package io.egresstunnel.server.admin;
 
+import io.egresstunnel.proto.config.Units;
+import io.egresstunnel.proto.status.AdminClient;
+import io.egresstunnel.proto.status.Watch;
 import java.io.PrintWriter;
-import java.net.URI;
-import java.net.http.HttpClient;
-import java.net.http.HttpRequest;
-import java.net.http.HttpResponse;
 import java.time.Duration;
+import java.time.LocalTime;
+import java.time.temporal.ChronoUnit;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
@@ -19,7 +20,8 @@ import picocli.CommandLine.Spec;
     description = {
       "Shows a running tunnel-server's agents (node, address, connected since, streams, bytes,"
           + " last heard) and open streams (target, node, age, bytes, state), read from its"
-          + " admin listener's /status."
+          + " admin listener's /status. With --watch, refreshes like top and adds bytes per"
+          + " second per agent and in total; Ctrl-C ends it."
     })
 public final class StatusCommand implements Callable<Integer> {
   @Spec CommandSpec spec;
@@ -34,29 +36,72 @@ public final class StatusCommand implements Callable<Integer> {
   @Option(names = "--json", description = "Print the JSON as the server sent it.")
   boolean json;
 
+  @Option(
+      names = "--watch",
+      description =
+          "Refresh every --interval: in place on a terminal, else one snapshot after another"
+              + " separated by a blank line.")
+  boolean watch;
+
+  @Option(
+      names = "--interval",
+      paramLabel = "DURATION",
+      defaultValue = "2s",
+      description = "Time between refreshes with --watch. Default: ${DEFAULT-VALUE}.")
+  String interval;
+
+  @Option(
+      names = "--count",
+      paramLabel = "N",
+      defaultValue = "0",
+      description = "With --watch, stop after N refreshes; 0 (the default) runs until Ctrl-C.")
+  int count;
+
   @Override
   public Integer call() throws Exception {
     PrintWriter out = spec.commandLine().getOut();
     PrintWriter err = spec.commandLine().getErr();
-    URI uri = URI.create("http://" + admin + "/status");
-    HttpClient client = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(5)).build();
-    HttpResponse<String> response;
+    AdminClient client = new AdminClient(admin);
     try {
-      response =
-          client.send(
-              HttpRequest.newBuilder(uri).timeout(Duration.ofSeconds(10)).GET().build(),
-              HttpResponse.BodyHandlers.ofString());
-    } catch (java.io.IOException e) {
-      err.println("tunnel-server status: cannot reach " + uri + ": " + e);
+      if (!watch) {
+        String body = client.getOk("/status");
+        out.print(json ? body : ServerStatus.toTable(ServerStatus.fromJson(body)));
+        out.flush();
+        return 0;
+      }
+      if (json) {
+        err.println("tunnel-server status: --watch shows tables; use --json without it");
+        return 2;
+      }
+      Duration every;
+      try {
+        every = Units.parsePositiveDuration("--interval", interval);
+      } catch (IllegalArgumentException e) {
+        err.println("tunnel-server status: " + e.getMessage());
+        return 2;
+      }
+      ServerStatus.Report[] previous = {null};
+      Watch.run(
+          out,
+          System.console() != null,
+          every,
+          count,
+          elapsed -> {
+            ServerStatus.Report now = ServerStatus.fromJson(client.getOk("/status"));
+            String frame =
+                "every "
+                    + interval
+                    + ", "
+                    + LocalTime.now().truncatedTo(ChronoUnit.SECONDS)
+                    + " (Ctrl-C quits)\n"
+                    + ServerStatus.toTable(now, previous[0], elapsed);
+            previous[0] = now;
+            return frame;
+          });
+      return 0;
+    } catch (AdminClient.AdminException e) {
+      err.println("tunnel-server status: " + e.getMessage());
       return 1;
     }
-    if (response.statusCode() != 200) {
-      err.println("tunnel-server status: " + uri + " answered " + response.statusCode());
-      return 1;
-    }
-    out.print(
-        json ? response.body() : ServerStatus.toTable(ServerStatus.fromJson(response.body())));
-    out.flush();
-    return 0;
   }
 }

@@ -186,7 +186,10 @@ public final class TunnelAgent implements AutoCloseable {
     return this;
   }
 
-  /** {@code /healthz}, {@code /readyz} (a session is established) and {@code /metrics}. */
+  /**
+   * {@code /healthz}, {@code /readyz} (a session is established), {@code /status} (connections and
+   * streams as JSON, {@link AgentStatus}) and {@code /metrics}.
+   */
   private void startAdmin(InetSocketAddress address) {
     Map<String, AdminHttp.Endpoint> endpoints =
         Map.of(
@@ -201,7 +204,17 @@ public final class TunnelAgent implements AutoCloseable {
                       ? AdminHttp.Response.text(HttpResponseStatus.OK, "ok: " + servers)
                       : AdminHttp.Response.text(
                           HttpResponseStatus.SERVICE_UNAVAILABLE, "not ready: " + servers);
-                }));
+                }),
+            "/status",
+            q ->
+                AgentStatus.collect(this)
+                    .thenApply(
+                        report ->
+                            new AdminHttp.Response(
+                                HttpResponseStatus.OK,
+                                "application/json",
+                                AgentStatus.toJson(report)
+                                    .getBytes(java.nio.charset.StandardCharsets.UTF_8))));
     ChannelFuture bound =
         AdminHttp.bootstrap(group, endpoints, metrics.registry())
             .bind(address)
@@ -233,6 +246,11 @@ public final class TunnelAgent implements AutoCloseable {
    */
   public List<TunnelSession> sessions() {
     return servers.sessions();
+  }
+
+  /** One per {@code --server} URL. */
+  List<ServerConnection> connections() {
+    return connections;
   }
 
   /** The ids of the servers this agent holds a session to, sorted. */

@@ -243,7 +243,10 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
     return pendingDials;
   }
 
-  /** Streams this session has carried so far (server side: dials sent). Any thread. */
+  /**
+   * Streams this session has carried so far (server side: dials sent; agent side: dials admitted).
+   * Any thread.
+   */
   public long streamsOpened() {
     return streamsOpened;
   }
@@ -595,6 +598,7 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
     }
     TunnelStream stream = new TunnelStream(this, dial.streamId(), target);
     streams.put(dial.streamId(), stream);
+    streamsOpened++;
     pendingDials++;
     metrics.dialStarted();
     listener.onDial(stream, dial);

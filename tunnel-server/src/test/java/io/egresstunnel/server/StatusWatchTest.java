@@ -80,16 +80,40 @@ class StatusWatchTest {
   void ratesAreTheChangeOfEachAgentsByteCountersBetweenTwoPolls() {
     String since = Instant.now().minusSeconds(60).toString();
     ServerStatus.Agent a0 =
-        new ServerStatus.Agent("node-a", "/10.0.0.1:4000", since, 1, 3, 1000, 5000, 10, false, "");
+        new ServerStatus.Agent(
+            "node-a", "/10.0.0.1:4000", since, 1, 3, 1000, 5000, 10, false, "", List.of(), 10250);
     ServerStatus.Agent b0 =
-        new ServerStatus.Agent("node-b", "10.0.0.2:4000", since, 0, 0, 0, 0, 10, false, "");
+        new ServerStatus.Agent(
+            "node-b", "10.0.0.2:4000", since, 0, 0, 0, 0, 10, false, "", List.of(), 10250);
     ServerStatus.Agent a1 =
         new ServerStatus.Agent(
-            "node-a", "/10.0.0.1:4000", since, 1, 3, 1000 + (4 << 20), 5000 + 1000, 10, false, "");
+            "node-a",
+            "/10.0.0.1:4000",
+            since,
+            1,
+            3,
+            1000 + (4 << 20),
+            5000 + 1000,
+            10,
+            false,
+            "",
+            List.of(),
+            10250);
     // node-b reconnected between the polls: a new session, no rate yet
     ServerStatus.Agent b1 =
         new ServerStatus.Agent(
-            "node-b", "10.0.0.2:4001", Instant.now().toString(), 0, 0, 0, 0, 10, false, "");
+            "node-b",
+            "10.0.0.2:4001",
+            Instant.now().toString(),
+            0,
+            0,
+            0,
+            0,
+            10,
+            false,
+            "",
+            List.of(),
+            10250);
     ServerStatus.Report before =
         new ServerStatus.Report("s1", "agent", true, false, List.of(a0, b0), List.of());
     ServerStatus.Report after =

@@ -44,6 +44,8 @@ public final class ServerStatus {
    * @param draining whether either side has sent GO_AWAY
    * @param carries what it carries besides its node: {@code default route}, served networks and
    *     hosts, or empty
+   * @param addresses the node's addresses, as its hello declares them
+   * @param kubeletPort the node's kubelet port, as its hello declares it
    */
   public record Agent(
       String node,
@@ -55,7 +57,15 @@ public final class ServerStatus {
       long bytesFromAgent,
       long lastHeardMillisAgo,
       boolean draining,
-      String carries) {}
+      String carries,
+      List<String> addresses,
+      int kubeletPort) {}
+
+  private static List<String> addresses(io.egresstunnel.proto.AgentHello h) {
+    return h == null
+        ? List.of()
+        : h.addresses().stream().map(java.net.InetAddress::getHostAddress).toList();
+  }
 
   /** What an agent's hello says it carries besides its node. */
   static String carries(io.egresstunnel.proto.AgentHello h) {
@@ -103,8 +113,10 @@ public final class ServerStatus {
   public static CompletableFuture<Report> collect(TunnelServer server) {
     List<CompletableFuture<SessionStatus>> asks = new ArrayList<>();
     List<String> carried = new ArrayList<>();
+    List<io.egresstunnel.proto.AgentHello> hellos = new ArrayList<>();
     for (TunnelSession s : server.registry().allSessions()) {
       carried.add(carries(s.agentHello()));
+      hellos.add(s.agentHello());
       CompletableFuture<SessionStatus> ask = new CompletableFuture<>();
       s.status()
           .addListener(
@@ -138,7 +150,9 @@ public final class ServerStatus {
                         s.bytesFromPeer(),
                         s.lastHeardMillisAgo(),
                         s.draining(),
-                        carried.get(i)));
+                        carried.get(i),
+                        addresses(hellos.get(i)),
+                        hellos.get(i) == null ? 0 : hellos.get(i).kubeletPort()));
                 for (SessionStatus.Stream st : s.streams()) {
                   streams.add(
                       new Stream(

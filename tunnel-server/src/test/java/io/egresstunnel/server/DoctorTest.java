@@ -411,7 +411,8 @@ class DoctorTest {
       assertThat(refused.exit()).isEqualTo(1);
       assertThat(refused.line("--apiserver-cert chain")).startsWith("FAIL  ");
       assertThat(refused.line("target dial"))
-          .startsWith("FAIL  target dial: CONNECT " + target + " failed: ");
+          .startsWith(
+              "FAIL  target dial: CONNECT " + target + " through " + connect + " (TLS) failed: ");
     }
   }
 

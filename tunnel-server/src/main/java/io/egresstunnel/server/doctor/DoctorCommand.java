@@ -637,13 +637,13 @@ public final class DoctorCommand implements Callable<Integer> {
 
   private void dial() {
     String check = "target dial";
-    String where;
+    String where = "";
     try {
       ConnectProbe.Answer a;
       if (cluster != null && cluster.udsName() != null || cluster == null && uds != null) {
         Path socket =
             cluster != null ? Path.of(cluster.udsName().replaceFirst("^unix://", "")) : uds;
-        where = "unix:" + socket;
+        where = " through unix:" + socket;
         a = ConnectProbe.overUds(socket, target);
       } else {
         InetSocketAddress address;
@@ -666,7 +666,7 @@ public final class DoctorCommand implements Callable<Integer> {
           serverName = serverNames.isEmpty() ? host : serverNames.get(0);
           address = new InetSocketAddress(host, listen.getPort());
         }
-        where = StatusText.address(address) + (tls ? " (TLS)" : "");
+        where = " through " + StatusText.address(address) + (tls ? " (TLS)" : "");
         ConnectProbe.Tls identity = null;
         if (tls) {
           identity = tlsIdentity(serverName);
@@ -683,7 +683,6 @@ public final class DoctorCommand implements Callable<Integer> {
       String line =
           "CONNECT "
               + target
-              + " through "
               + where
               + ": "
               + a.statusLine().substring(a.statusLine().indexOf(' ') + 1)
@@ -699,6 +698,7 @@ public final class DoctorCommand implements Callable<Integer> {
           check,
           "CONNECT "
               + target
+              + where
               + " failed: "
               + (e.getMessage() == null ? e.toString() : e.getMessage()));
     }

@@ -58,8 +58,8 @@ public final class Watch {
   /**
    * Makes SIGINT end the loop instead of the JVM, and returns what puts the previous handler back.
    * Where signals cannot be handled (not a HotSpot-like JVM), Ctrl-C stops the process as usual.
-   * {@code sun.misc.Signal} (module jdk.unsupported) is the JDK's only way to handle a signal; javac
-   * warns about it, and no annotation silences that warning.
+   * {@code sun.misc.Signal} (module jdk.unsupported) is the JDK's only way to handle a signal;
+   * javac warns about it, and no annotation silences that warning.
    */
   private Runnable onInterrupt() {
     try {

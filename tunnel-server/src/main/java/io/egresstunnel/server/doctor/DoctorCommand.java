@@ -154,6 +154,7 @@ public final class DoctorCommand implements Callable<Integer> {
   private Findings findings;
   private CertificateChecks certs;
   private EgressSelection cluster;
+  private Path[] apiserverIdentity; // the apiserver's certificate and key files, once known
 
   @Override
   public Integer call() throws Exception {
@@ -171,6 +172,14 @@ public final class DoctorCommand implements Callable<Integer> {
           .println(
               "tunnel-server doctor: nothing to check; give certificates (--tls-cert ...),"
                   + " --egress-selector-config, --admin or --target (see --help)");
+      return 2;
+    }
+    try {
+      Units.parseHostPort(connectListen);
+    } catch (IllegalArgumentException e) {
+      spec.commandLine()
+          .getErr()
+          .println("tunnel-server doctor: --connect-listen: " + e.getMessage());
       return 2;
     }
     findings = new Findings(out);
@@ -451,8 +460,6 @@ public final class DoctorCommand implements Callable<Integer> {
       apiserverIdentity = new Path[] {apiCert, apiKey};
     }
   }
-
-  private Path[] apiserverIdentity;
 
   private List<X509Certificate> certificate(
       String certFlag,

@@ -312,8 +312,11 @@ class DoctorTest {
       assertThat(r.line("server readiness")).isEqualTo("ok    server readiness: ready");
       assertThat(r.line("agents")).isEqualTo("ok    agents: 1 agent(s) connected");
       assertThat(r.line("agent node-d"))
-          .startsWith("ok    agent node-d: connected from 127.0.0.1:")
-          .contains("authenticated");
+          .startsWith("WARN  agent node-d: connected from 127.0.0.1:")
+          .endsWith(
+              "; without credentials: the server requires none (no --agent-token-file,"
+                  + " --agent-client-ca or --authentication-audience), so anyone who reaches its"
+                  + " agent listener can speak for any node");
       assertThat(r.line("agent node-d routes"))
           .isEqualTo("ok    agent node-d routes: kubelet " + target + " via node-d");
       assertThat(r.line("target route"))
@@ -353,6 +356,30 @@ class DoctorTest {
       assertThat(down.exit()).isEqualTo(1);
       assertThat(down.line("server"))
           .startsWith("FAIL  server: cannot reach http://127.0.0.1:" + closed + "/status");
+    }
+  }
+
+  @Test
+  void anAgentAdmittedWithATokenShowsHowItWasAuthenticated() throws Exception {
+    Path tokens = Files.writeString(dir.resolve("tokens"), "s3cret-token-for-node-t node-t\n");
+    Path token = Files.writeString(dir.resolve("token"), "s3cret-token-for-node-t\n");
+    try (TunnelFixture fx =
+        new TunnelFixture(
+            ServerConfig.plain(
+                    EgressMode.AGENT,
+                    new InetSocketAddress("127.0.0.1", 0),
+                    new InetSocketAddress("127.0.0.1", 0))
+                .withAdminListen(new InetSocketAddress("127.0.0.1", 0))
+                .withAgentTokenFile(tokens))) {
+      var c = fx.agentConfig("node-t", "127.0.16.3", null, EgressMode.AGENT);
+      fx.startAgent(
+          c.withCredentials(
+              c.caCert(), new io.egresstunnel.agent.AgentConfig.Credentials(token, null, null)));
+      Run r = doctor("--admin", "127.0.0.1:" + fx.server.adminAddress().getPort());
+      assertThat(r.exit()).as(r.out()).isZero();
+      assertThat(r.line("agent node-t"))
+          .startsWith("ok    agent node-t: connected from 127.0.0.1:")
+          .contains(", authenticated by token (--agent-token-file), last heard ");
     }
   }
 

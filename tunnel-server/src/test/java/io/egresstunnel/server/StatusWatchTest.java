@@ -81,10 +81,22 @@ class StatusWatchTest {
     String since = Instant.now().minusSeconds(60).toString();
     ServerStatus.Agent a0 =
         new ServerStatus.Agent(
-            "node-a", "/10.0.0.1:4000", since, 1, 3, 1000, 5000, 10, false, "", List.of(), 10250);
+            "node-a",
+            "/10.0.0.1:4000",
+            since,
+            1,
+            3,
+            1000,
+            5000,
+            10,
+            false,
+            "",
+            List.of(),
+            10250,
+            null);
     ServerStatus.Agent b0 =
         new ServerStatus.Agent(
-            "node-b", "10.0.0.2:4000", since, 0, 0, 0, 0, 10, false, "", List.of(), 10250);
+            "node-b", "10.0.0.2:4000", since, 0, 0, 0, 0, 10, false, "", List.of(), 10250, null);
     ServerStatus.Agent a1 =
         new ServerStatus.Agent(
             "node-a",
@@ -98,7 +110,8 @@ class StatusWatchTest {
             false,
             "",
             List.of(),
-            10250);
+            10250,
+            null);
     // node-b reconnected between the polls: a new session, no rate yet
     ServerStatus.Agent b1 =
         new ServerStatus.Agent(
@@ -113,7 +126,8 @@ class StatusWatchTest {
             false,
             "",
             List.of(),
-            10250);
+            10250,
+            null);
     ServerStatus.Report before =
         new ServerStatus.Report("s1", "agent", true, false, List.of(a0, b0), List.of());
     ServerStatus.Report after =

@@ -8,6 +8,7 @@ import io.egresstunnel.proto.session.SessionStatus;
 import io.egresstunnel.proto.session.TunnelSession;
 import io.egresstunnel.proto.status.StatusText;
 import io.egresstunnel.server.TunnelServer;
+import io.egresstunnel.server.agents.AgentAuthHandler;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
@@ -46,6 +47,9 @@ public final class ServerStatus {
    *     hosts, or empty
    * @param addresses the node's addresses, as its hello declares them
    * @param kubeletPort the node's kubelet port, as its hello declares it
+   * @param authenticatedAs how the server admitted it: {@code anonymous} (the server requires no
+   *     credentials), {@code token (--agent-token-file)}, {@code certificate CN=...} or {@code
+   *     ServiceAccount token of ...}
    */
   public record Agent(
       String node,
@@ -59,7 +63,8 @@ public final class ServerStatus {
       boolean draining,
       String carries,
       List<String> addresses,
-      int kubeletPort) {}
+      int kubeletPort,
+      String authenticatedAs) {}
 
   private static List<String> addresses(io.egresstunnel.proto.AgentHello h) {
     return h == null
@@ -114,9 +119,11 @@ public final class ServerStatus {
     List<CompletableFuture<SessionStatus>> asks = new ArrayList<>();
     List<String> carried = new ArrayList<>();
     List<io.egresstunnel.proto.AgentHello> hellos = new ArrayList<>();
+    List<String> identities = new ArrayList<>();
     for (TunnelSession s : server.registry().allSessions()) {
       carried.add(carries(s.agentHello()));
       hellos.add(s.agentHello());
+      identities.add(AgentAuthHandler.authenticatedAs(s.channel()));
       CompletableFuture<SessionStatus> ask = new CompletableFuture<>();
       s.status()
           .addListener(
@@ -152,7 +159,8 @@ public final class ServerStatus {
                         s.draining(),
                         carried.get(i),
                         addresses(hellos.get(i)),
-                        hellos.get(i) == null ? 0 : hellos.get(i).kubeletPort()));
+                        hellos.get(i) == null ? 0 : hellos.get(i).kubeletPort(),
+                        identities.get(i)));
                 for (SessionStatus.Stream st : s.streams()) {
                   streams.add(
                       new Stream(

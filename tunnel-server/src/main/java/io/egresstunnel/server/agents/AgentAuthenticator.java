@@ -38,6 +38,9 @@ public final class AgentAuthenticator implements AutoCloseable {
 
   private record Entry(byte[] token, Set<String> nodes) {}
 
+  /** The identity of an agent admitted without credentials (the server requires none). */
+  public static final String ANONYMOUS = "anonymous";
+
   /**
    * A verdict: {@code status} null means admitted, for {@code node}, as {@code identity}.
    *
@@ -142,7 +145,7 @@ public final class AgentAuthenticator implements AutoCloseable {
   CompletableFuture<Verdict> authenticate(X509Certificate peer, String authorization, String node) {
     if (!required()) {
       return CompletableFuture.completedFuture(
-          node == null || node.isBlank() ? Verdict.noNode() : Verdict.admitted(node, "anonymous"));
+          node == null || node.isBlank() ? Verdict.noNode() : Verdict.admitted(node, ANONYMOUS));
     }
     if (certificates && peer != null) {
       return CompletableFuture.completedFuture(byCertificate(peer, node));
@@ -185,7 +188,7 @@ public final class AgentAuthenticator implements AutoCloseable {
       return Verdict.refused(
           HttpResponseStatus.FORBIDDEN, "this token may not speak for node " + node);
     }
-    return Verdict.admitted(node, "token-file");
+    return Verdict.admitted(node, "token (--agent-token-file)");
   }
 
   private static Verdict byCertificate(X509Certificate peer, String node) {
@@ -205,7 +208,7 @@ public final class AgentAuthenticator implements AutoCloseable {
           HttpResponseStatus.FORBIDDEN,
           "the client certificate is for node " + certNode + ", not " + node);
     }
-    return Verdict.admitted(certNode, cn);
+    return Verdict.admitted(certNode, "certificate CN=" + cn);
   }
 
   @Override

@@ -4,6 +4,7 @@ import io.egresstunnel.proto.config.Units;
 import io.egresstunnel.proto.status.AdminClient;
 import io.egresstunnel.proto.status.StatusText;
 import io.egresstunnel.server.admin.ServerStatus;
+import io.egresstunnel.server.agents.AgentAuthenticator;
 import io.egresstunnel.server.certs.Pki;
 import java.io.PrintWriter;
 import java.net.InetAddress;
@@ -551,12 +552,23 @@ public final class DoctorCommand implements Callable<Integer> {
               + " for "
               + StatusText.age(
                   Duration.between(Instant.parse(a.connectedSince()), Instant.now()).toMillis())
-              + " and authenticated (the server admits a session only after that), last heard "
+              + (a.authenticatedAs() == null
+                      || AgentAuthenticator.ANONYMOUS.equals(a.authenticatedAs())
+                  ? ""
+                  : ", authenticated by " + a.authenticatedAs())
+              + ", last heard "
               + StatusText.age(a.lastHeardMillisAgo())
               + " ago, "
               + a.streams()
               + " stream(s) open";
-      if (a.draining()) {
+      if (AgentAuthenticator.ANONYMOUS.equals(a.authenticatedAs())) {
+        findings.warn(
+            check,
+            how
+                + "; without credentials: the server requires none (no --agent-token-file,"
+                + " --agent-client-ca or --authentication-audience), so anyone who reaches its"
+                + " agent listener can speak for any node");
+      } else if (a.draining()) {
         findings.warn(check, how + "; draining: it takes no new streams");
       } else if (a.lastHeardMillisAgo() > 60_000) {
         findings.warn(check, how + "; silent for over a minute: the link may be broken");

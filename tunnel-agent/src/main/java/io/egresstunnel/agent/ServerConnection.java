@@ -192,6 +192,21 @@ final class ServerConnection {
     return lastRefusal;
   }
 
+  /**
+   * This URL's open connections, for status: each with its session once the hellos are exchanged,
+   * null while it is still connecting.
+   */
+  List<TunnelSession> connections() {
+    List<TunnelSession> open = new ArrayList<>();
+    for (Attempt a : attempts) {
+      Channel c = a.channel;
+      if (c != null && c.isActive()) {
+        open.add(a.session);
+      }
+    }
+    return open;
+  }
+
   void start() {
     reconcile();
   }

@@ -195,7 +195,8 @@ public final class TunnelAgent implements AutoCloseable {
   /**
    * {@code /healthz}, {@code /readyz} (a session is established; the body says how many of the
    * announced servers are held, {@code ok: 2/3 servers}, and the last refusal, if a server refused
-   * the agent) and {@code /metrics}.
+   * the agent), {@code /status} (connections and streams as JSON, {@link AgentStatus}) and {@code
+   * /metrics}.
    */
   private void startAdmin(InetSocketAddress address) {
     Map<String, AdminHttp.Endpoint> endpoints =
@@ -215,7 +216,17 @@ public final class TunnelAgent implements AutoCloseable {
                       ? AdminHttp.Response.text(HttpResponseStatus.OK, "ok: " + servers)
                       : AdminHttp.Response.text(
                           HttpResponseStatus.SERVICE_UNAVAILABLE, "not ready: " + servers);
-                }));
+                }),
+            "/status",
+            q ->
+                AgentStatus.collect(this)
+                    .thenApply(
+                        report ->
+                            new AdminHttp.Response(
+                                HttpResponseStatus.OK,
+                                "application/json",
+                                AgentStatus.toJson(report)
+                                    .getBytes(java.nio.charset.StandardCharsets.UTF_8))));
     ChannelFuture bound =
         AdminHttp.bootstrap(group, endpoints, metrics.registry())
             .bind(address)
@@ -247,6 +258,11 @@ public final class TunnelAgent implements AutoCloseable {
    */
   public List<TunnelSession> sessions() {
     return servers.sessions();
+  }
+
+  /** One per {@code --server} URL. */
+  List<ServerConnection> connections() {
+    return connections;
   }
 
   /** The ids of the servers this agent holds a session to, sorted. */

@@ -21,12 +21,16 @@ import java.util.concurrent.Callable;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
+import picocli.CommandLine.ParameterException;
+import picocli.CommandLine.Spec;
 
 /** Command line of tunnel-agent. */
 @Command(
     name = "tunnel-agent",
     mixinStandardHelpOptions = true,
+    subcommands = StatusCommand.class,
     sortOptions = false,
     usageHelpWidth = 100,
     version =
@@ -48,19 +52,25 @@ public final class TunnelAgentMain implements Callable<Integer> {
    */
   static final String ENV_PREFIX = "EGRESS_TUNNEL_AGENT_";
 
+  // --server and --node-name are required for running the agent, but not for its subcommands
+  // (picocli would ask for them before `status`): call() checks them.
   @Option(
       names = "--server",
-      required = true,
       paramLabel = "URL",
       split = ",",
       description =
-          "Server to tunnel to: ws://HOST:PORT or wss://HOST:PORT (repeatable, or"
+          "Required. Server to tunnel to: ws://HOST:PORT or wss://HOST:PORT (repeatable, or"
               + " comma-separated). One load-balanced URL is enough: the agent connects through"
               + " it until it holds a tunnel to every server.")
   List<String> servers = new ArrayList<>();
 
-  @Option(names = "--node-name", required = true, description = "The node this agent speaks for.")
+  @Option(
+      names = "--node-name",
+      paramLabel = "NAME",
+      description = "Required. The node this agent speaks for.")
   String nodeName;
+
+  @Spec CommandSpec spec;
 
   @Option(
       names = "--node-ip",
@@ -292,7 +302,8 @@ public final class TunnelAgentMain implements Callable<Integer> {
     System.exit(commandLine().execute(args));
   }
 
-  static CommandLine commandLine() {
+  /** The command line exactly as {@link #main} runs it. */
+  public static CommandLine commandLine() {
     return commandLine(new TunnelAgentMain());
   }
 
@@ -389,6 +400,13 @@ public final class TunnelAgentMain implements Callable<Integer> {
 
   @Override
   public Integer call() throws Exception {
+    if (servers.isEmpty()) {
+      throw new ParameterException(spec.commandLine(), "Missing required option: '--server=URL'");
+    }
+    if (nodeName == null) {
+      throw new ParameterException(
+          spec.commandLine(), "Missing required option: '--node-name=NAME'");
+    }
     common.configureLogging();
     sources.logSources();
     AgentConfig config;

@@ -27,7 +27,11 @@ import picocli.CommandLine.Option;
 @Command(
     name = "tunnel-server",
     mixinStandardHelpOptions = true,
-    subcommands = {io.egresstunnel.server.certs.CertsCommand.class, StatusCommand.class},
+    subcommands = {
+      io.egresstunnel.server.certs.CertsCommand.class,
+      StatusCommand.class,
+      io.egresstunnel.server.doctor.DoctorCommand.class
+    },
     sortOptions = false,
     usageHelpWidth = 100,
     version = "tunnel-server 0.1.0 (protocol " + Limits.MAX_VERSION + ")",

@@ -58,7 +58,9 @@ class TunnelServerMainTest {
           "--max-agents",
           "--client-allowed-names",
           "--connect-read-timeout",
-          "certs"
+          "certs",
+          "status",
+          "doctor"
         }) {
       assertThat(out.toString()).contains(flag);
     }

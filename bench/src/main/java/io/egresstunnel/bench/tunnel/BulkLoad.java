@@ -42,7 +42,9 @@ import javax.net.ssl.SSLContext;
  * [--pids NAME=PID[,PID]] [--streams 1] [--seconds 5] [--runs 3] [--reverse]} prints a Markdown
  * table: per path the median rate, its ratio to the first proxy named {@code squid} and to {@code
  * direct}, and the CPU-seconds per GB of its processes. A run starts with one unreported transfer
- * per path, which warms the JIT up and sizes the transfers to last about {@code --seconds}.
+ * per path, which warms the JIT up and sizes the transfers to last about {@code --seconds}; with
+ * {@code --runs 0} that first transfer (256 MiB in all) is what is reported: on fresh processes,
+ * the cost of a cold JIT.
  */
 public final class BulkLoad {
   private static final int BUFFER = 128 * 1024;
@@ -196,9 +198,12 @@ public final class BulkLoad {
     Map<String, List<Sample>> samples = new LinkedHashMap<>();
     Map<String, Long> perStream = new LinkedHashMap<>();
     for (Via p : paths) { // warms the JIT up, and sizes the transfers to last about --seconds
-      Sample warm = measure(pool, p, target, streams, WARM_UP_BYTES, reverse);
+      Sample warm = measure(pool, p, target, streams, WARM_UP_BYTES / streams, reverse);
+      if (runs == 0) { // report the first transfer itself
+        samples.computeIfAbsent(p.name(), k -> new ArrayList<>()).add(warm);
+      }
       long bytes = (long) (warm.bytes() / warm.seconds() * seconds / streams);
-      perStream.put(p.name(), Math.max(bytes, WARM_UP_BYTES));
+      perStream.put(p.name(), Math.max(bytes, WARM_UP_BYTES / streams));
     }
     for (int round = 0; round < runs; round++) {
       for (Via p : paths) {

@@ -243,7 +243,10 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
     return pendingDials;
   }
 
-  /** Streams this session has carried so far (server side: dials sent). Any thread. */
+  /**
+   * Streams this session has carried so far (server side: dials sent; agent side: dials admitted).
+   * Any thread.
+   */
   public long streamsOpened() {
     return streamsOpened;
   }
@@ -274,7 +277,7 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
               AgentHello hello = role == Role.SERVER ? agentHello : ownHello;
               return new SessionStatus(
                   hello == null ? null : hello.nodeName(),
-                  String.valueOf(channel().remoteAddress()),
+                  io.egresstunnel.proto.status.StatusText.address(channel().remoteAddress()),
                   role == Role.SERVER
                       ? serverId
                       : (serverHello == null ? null : serverHello.serverId()),
@@ -595,6 +598,7 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
     }
     TunnelStream stream = new TunnelStream(this, dial.streamId(), target);
     streams.put(dial.streamId(), stream);
+    streamsOpened++;
     pendingDials++;
     metrics.dialStarted();
     listener.onDial(stream, dial);

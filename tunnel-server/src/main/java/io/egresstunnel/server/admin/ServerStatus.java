@@ -6,12 +6,16 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import io.egresstunnel.proto.session.SessionStatus;
 import io.egresstunnel.proto.session.TunnelSession;
+import io.egresstunnel.proto.status.StatusText;
 import io.egresstunnel.server.TunnelServer;
+import io.egresstunnel.server.agents.AgentAuthHandler;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Comparator;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 
 /**
@@ -41,6 +45,11 @@ public final class ServerStatus {
    * @param draining whether either side has sent GO_AWAY
    * @param carries what it carries besides its node: {@code default route}, served networks and
    *     hosts, or empty
+   * @param addresses the node's addresses, as its hello declares them
+   * @param kubeletPort the node's kubelet port, as its hello declares it
+   * @param authenticatedAs how the server admitted it: {@code anonymous} (the server requires no
+   *     credentials), {@code token (--agent-token-file)}, {@code certificate CN=...} or {@code
+   *     ServiceAccount token of ...}
    */
   public record Agent(
       String node,
@@ -52,7 +61,16 @@ public final class ServerStatus {
       long bytesFromAgent,
       long lastHeardMillisAgo,
       boolean draining,
-      String carries) {}
+      String carries,
+      List<String> addresses,
+      int kubeletPort,
+      String authenticatedAs) {}
+
+  private static List<String> addresses(io.egresstunnel.proto.AgentHello h) {
+    return h == null
+        ? List.of()
+        : h.addresses().stream().map(java.net.InetAddress::getHostAddress).toList();
+  }
 
   /** What an agent's hello says it carries besides its node. */
   static String carries(io.egresstunnel.proto.AgentHello h) {
@@ -100,8 +118,12 @@ public final class ServerStatus {
   public static CompletableFuture<Report> collect(TunnelServer server) {
     List<CompletableFuture<SessionStatus>> asks = new ArrayList<>();
     List<String> carried = new ArrayList<>();
+    List<io.egresstunnel.proto.AgentHello> hellos = new ArrayList<>();
+    List<String> identities = new ArrayList<>();
     for (TunnelSession s : server.registry().allSessions()) {
       carried.add(carries(s.agentHello()));
+      hellos.add(s.agentHello());
+      identities.add(AgentAuthHandler.authenticatedAs(s.channel()));
       CompletableFuture<SessionStatus> ask = new CompletableFuture<>();
       s.status()
           .addListener(
@@ -135,7 +157,10 @@ public final class ServerStatus {
                         s.bytesFromPeer(),
                         s.lastHeardMillisAgo(),
                         s.draining(),
-                        carried.get(i)));
+                        carried.get(i),
+                        addresses(hellos.get(i)),
+                        hellos.get(i) == null ? 0 : hellos.get(i).kubeletPort(),
+                        identities.get(i)));
                 for (SessionStatus.Stream st : s.streams()) {
                   streams.add(
                       new Stream(
@@ -180,12 +205,30 @@ public final class ServerStatus {
     }
   }
 
-  static Report fromJson(String json) throws JsonProcessingException {
+  public static Report fromJson(String json) throws JsonProcessingException {
     return JSON.readValue(json, Report.class);
   }
 
   /** The report as aligned tables, for a terminal. */
   public static String toTable(Report r) {
+    return toTable(r, null, 0);
+  }
+
+  /**
+   * The report as aligned tables, with bytes per second for each agent and in total when {@code
+   * previous} (the report before, taken {@code elapsedNanos} earlier) is given. An agent's rate is
+   * the change of its byte counters; one that was not in {@code previous} (a new session) shows
+   * {@code -}.
+   */
+  public static String toTable(Report r, Report previous, long elapsedNanos) {
+    boolean rates = previous != null && elapsedNanos > 0;
+    double seconds = elapsedNanos / 1e9;
+    Map<String, Agent> before = new HashMap<>();
+    if (rates) {
+      for (Agent a : previous.agents()) {
+        before.put(sessionKey(a), a);
+      }
+    }
     StringBuilder b = new StringBuilder();
     b.append("server ")
         .append(r.serverId())
@@ -194,36 +237,62 @@ public final class ServerStatus {
         .append(r.draining() ? ", draining" : "")
         .append(r.ready() ? ", ready" : ", NOT ready")
         .append("\n\n");
-    List<String[]> rows = new ArrayList<>();
-    rows.add(
-        new String[] {
-          "NODE",
-          "ADDRESS",
-          "CONNECTED",
-          "STREAMS",
-          "TOTAL",
-          "BYTES OUT",
-          "BYTES IN",
-          "LAST HEARD",
-          "CARRIES"
-        });
-    for (Agent a : r.agents()) {
-      rows.add(
-          new String[] {
-            a.node() + (a.draining() ? " (draining)" : ""),
-            a.address(),
-            age(Duration.between(Instant.parse(a.connectedSince()), Instant.now()).toMillis())
-                + " ago",
-            Integer.toString(a.streams()),
-            Long.toString(a.streamsTotal()),
-            bytes(a.bytesToAgent()),
-            bytes(a.bytesFromAgent()),
-            age(a.lastHeardMillisAgo()) + " ago",
-            a.carries().isEmpty() ? "-" : a.carries()
-          });
+    List<String> header =
+        new ArrayList<>(
+            List.of("NODE", "ADDRESS", "CONNECTED", "STREAMS", "TOTAL", "BYTES OUT", "BYTES IN"));
+    if (rates) {
+      header.addAll(List.of("OUT/S", "IN/S"));
     }
-    b.append(r.agents().size()).append(" agent(s)\n");
-    table(b, rows);
+    header.addAll(List.of("LAST HEARD", "CARRIES"));
+    List<String[]> rows = new ArrayList<>();
+    rows.add(header.toArray(String[]::new));
+    long totalOut = 0;
+    long totalIn = 0;
+    int streams = 0;
+    for (Agent a : r.agents()) {
+      streams += a.streams();
+      List<String> row =
+          new ArrayList<>(
+              List.of(
+                  a.node() + (a.draining() ? " (draining)" : ""),
+                  StatusText.address(a.address()),
+                  StatusText.age(
+                          Duration.between(Instant.parse(a.connectedSince()), Instant.now())
+                              .toMillis())
+                      + " ago",
+                  Integer.toString(a.streams()),
+                  Long.toString(a.streamsTotal()),
+                  StatusText.bytes(a.bytesToAgent()),
+                  StatusText.bytes(a.bytesFromAgent())));
+      if (rates) {
+        Agent p = before.get(sessionKey(a));
+        if (p == null) {
+          row.addAll(List.of("-", "-"));
+        } else {
+          long out = Math.max(0, a.bytesToAgent() - p.bytesToAgent());
+          long in = Math.max(0, a.bytesFromAgent() - p.bytesFromAgent());
+          totalOut += out;
+          totalIn += in;
+          row.add(StatusText.rate(out / seconds));
+          row.add(StatusText.rate(in / seconds));
+        }
+      }
+      row.add(StatusText.age(a.lastHeardMillisAgo()) + " ago");
+      row.add(a.carries() == null || a.carries().isEmpty() ? "-" : a.carries());
+      rows.add(row.toArray(String[]::new));
+    }
+    b.append(r.agents().size()).append(" agent(s)");
+    if (rates) {
+      b.append(", ")
+          .append(streams)
+          .append(" stream(s) through them, total ")
+          .append(StatusText.rate(totalOut / seconds))
+          .append(" out, ")
+          .append(StatusText.rate(totalIn / seconds))
+          .append(" in");
+    }
+    b.append('\n');
+    StatusText.table(b, rows);
     rows.clear();
     rows.add(new String[] {"TARGET", "NODE", "PROTOCOL", "AGE", "BYTES OUT", "BYTES IN", "STATE"});
     for (Stream s : r.streams()) {
@@ -232,57 +301,19 @@ public final class ServerStatus {
             s.target(),
             s.node() == null ? "(direct)" : s.node(),
             s.protocol() == null ? "-" : s.protocol(),
-            age(s.ageMillis()),
-            s.bytesToTarget() == null ? "-" : bytes(s.bytesToTarget()),
-            s.bytesFromTarget() == null ? "-" : bytes(s.bytesFromTarget()),
+            StatusText.age(s.ageMillis()),
+            s.bytesToTarget() == null ? "-" : StatusText.bytes(s.bytesToTarget()),
+            s.bytesFromTarget() == null ? "-" : StatusText.bytes(s.bytesFromTarget()),
             s.state()
           });
     }
     b.append('\n').append(r.streams().size()).append(" open stream(s)\n");
-    table(b, rows);
+    StatusText.table(b, rows);
     return b.toString();
   }
 
-  private static void table(StringBuilder b, List<String[]> rows) {
-    int[] widths = new int[rows.get(0).length];
-    for (String[] row : rows) {
-      for (int i = 0; i < row.length; i++) {
-        widths[i] = Math.max(widths[i], row[i].length());
-      }
-    }
-    for (String[] row : rows) {
-      StringBuilder line = new StringBuilder();
-      for (int i = 0; i < row.length; i++) {
-        line.append(row[i]).append(" ".repeat(widths[i] - row[i].length() + 2));
-      }
-      b.append(line.toString().stripTrailing()).append('\n');
-    }
-  }
-
-  private static String age(long millis) {
-    if (millis < 1_000) {
-      return millis + "ms";
-    }
-    long s = millis / 1_000;
-    if (s < 120) {
-      return s + "s";
-    }
-    if (s < 7_200) {
-      return s / 60 + "m";
-    }
-    return s / 3_600 + "h";
-  }
-
-  private static String bytes(long n) {
-    if (n < 10 * 1024) {
-      return n + "B";
-    }
-    if (n < 10L * 1024 * 1024) {
-      return n / 1024 + "KiB";
-    }
-    if (n < 10L * 1024 * 1024 * 1024) {
-      return n / (1024 * 1024) + "MiB";
-    }
-    return n / (1024L * 1024 * 1024) + "GiB";
+  /** One session of an agent: the same node, address and start in two reports. */
+  private static String sessionKey(Agent a) {
+    return a.node() + " " + a.address() + " " + a.connectedSince();
   }
 }

@@ -1,13 +1,9 @@
 package io.egresstunnel.server.admin;
 
-import java.io.PrintWriter;
-import java.net.URI;
-import java.net.http.HttpClient;
-import java.net.http.HttpRequest;
-import java.net.http.HttpResponse;
-import java.time.Duration;
+import io.egresstunnel.proto.status.StatusView;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
@@ -19,7 +15,8 @@ import picocli.CommandLine.Spec;
     description = {
       "Shows a running tunnel-server's agents (node, address, connected since, streams, bytes,"
           + " last heard) and open streams (target, node, age, bytes, state), read from its"
-          + " admin listener's /status."
+          + " admin listener's /status. With --watch, refreshes like top and adds bytes per"
+          + " second per agent and in total; Ctrl-C ends it."
     })
 public final class StatusCommand implements Callable<Integer> {
   @Spec CommandSpec spec;
@@ -31,32 +28,26 @@ public final class StatusCommand implements Callable<Integer> {
       description = "The server's --admin-listen address. Default: ${DEFAULT-VALUE}.")
   String admin;
 
-  @Option(names = "--json", description = "Print the JSON as the server sent it.")
-  boolean json;
+  @Mixin StatusView view = new StatusView();
 
   @Override
   public Integer call() throws Exception {
-    PrintWriter out = spec.commandLine().getOut();
-    PrintWriter err = spec.commandLine().getErr();
-    URI uri = URI.create("http://" + admin + "/status");
-    HttpClient client = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(5)).build();
-    HttpResponse<String> response;
-    try {
-      response =
-          client.send(
-              HttpRequest.newBuilder(uri).timeout(Duration.ofSeconds(10)).GET().build(),
-              HttpResponse.BodyHandlers.ofString());
-    } catch (java.io.IOException e) {
-      err.println("tunnel-server status: cannot reach " + uri + ": " + e);
-      return 1;
-    }
-    if (response.statusCode() != 200) {
-      err.println("tunnel-server status: " + uri + " answered " + response.statusCode());
-      return 1;
-    }
-    out.print(
-        json ? response.body() : ServerStatus.toTable(ServerStatus.fromJson(response.body())));
-    out.flush();
-    return 0;
+    return view.run(
+        "tunnel-server status",
+        spec.commandLine().getOut(),
+        spec.commandLine().getErr(),
+        admin,
+        new StatusView.Renderer<ServerStatus.Report>() {
+          @Override
+          public ServerStatus.Report parse(String json) throws Exception {
+            return ServerStatus.fromJson(json);
+          }
+
+          @Override
+          public String table(
+              ServerStatus.Report now, ServerStatus.Report previous, long elapsedNanos) {
+            return ServerStatus.toTable(now, previous, elapsedNanos);
+          }
+        });
   }
 }

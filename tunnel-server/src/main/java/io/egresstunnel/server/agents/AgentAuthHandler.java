@@ -50,6 +50,18 @@ public final class AgentAuthHandler extends ChannelInboundHandlerAdapter {
   static final AttributeKey<String> AUTHENTICATED_NODE =
       AttributeKey.valueOf(AgentAuthHandler.class, "node");
 
+  private static final AttributeKey<String> AUTHENTICATED_AS =
+      AttributeKey.valueOf(AgentAuthHandler.class, "identity");
+
+  /**
+   * How the agent on {@code channel} was admitted: {@link AgentAuthenticator#ANONYMOUS}, {@code
+   * token (--agent-token-file)}, {@code certificate CN=...} or {@code ServiceAccount token of ...};
+   * null if it was not seen by this handler.
+   */
+  public static String authenticatedAs(io.netty.channel.Channel channel) {
+    return channel.attr(AUTHENTICATED_AS).get();
+  }
+
   private final AgentAuthenticator authenticator;
   private final AgentRegistry registry;
   private final int maxAgents;
@@ -162,6 +174,7 @@ public final class AgentAuthHandler extends ChannelInboundHandlerAdapter {
           verdict.node());
     }
     ctx.channel().attr(AUTHENTICATED_NODE).set(verdict.node());
+    ctx.channel().attr(AUTHENTICATED_AS).set(verdict.identity());
     ctx.pipeline().remove(this);
     ctx.fireChannelRead(request);
   }

@@ -39,6 +39,9 @@ public final class AgentAuthenticator implements AutoCloseable {
 
   private record Entry(byte[] token, Set<String> nodes) {}
 
+  /** The identity of an agent admitted without credentials (the server requires none). */
+  public static final String ANONYMOUS = "anonymous";
+
   /**
    * A verdict: {@code refusal} null means admitted, for {@code node}, as {@code identity}.
    *
@@ -147,7 +150,7 @@ public final class AgentAuthenticator implements AutoCloseable {
   CompletableFuture<Verdict> authenticate(X509Certificate peer, String authorization, String node) {
     if (!required()) {
       return CompletableFuture.completedFuture(
-          node == null || node.isBlank() ? Verdict.noNode() : Verdict.admitted(node, "anonymous"));
+          node == null || node.isBlank() ? Verdict.noNode() : Verdict.admitted(node, ANONYMOUS));
     }
     if (certificates && peer != null) {
       return CompletableFuture.completedFuture(byCertificate(peer, node));
@@ -190,7 +193,7 @@ public final class AgentAuthenticator implements AutoCloseable {
       return Verdict.refused(
           UpgradeRefusal.WRONG_NODE, "this token may not speak for node " + node);
     }
-    return Verdict.admitted(node, "token-file");
+    return Verdict.admitted(node, "token (--agent-token-file)");
   }
 
   private static Verdict byCertificate(X509Certificate peer, String node) {
@@ -210,7 +213,7 @@ public final class AgentAuthenticator implements AutoCloseable {
           UpgradeRefusal.WRONG_NODE,
           "the client certificate is for node " + certNode + ", not " + node);
     }
-    return Verdict.admitted(certNode, cn);
+    return Verdict.admitted(certNode, "certificate CN=" + cn);
   }
 
   @Override

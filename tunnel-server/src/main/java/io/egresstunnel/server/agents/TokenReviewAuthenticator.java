@@ -94,7 +94,8 @@ public final class TokenReviewAuthenticator implements AutoCloseable {
               + ", not "
               + node);
     }
-    return AgentAuthenticator.Verdict.admitted(node, review.username());
+    return AgentAuthenticator.Verdict.admitted(
+        node, "ServiceAccount token of " + review.username());
   }
 
   private Review ask(String token) {

@@ -299,7 +299,8 @@ public final class Pki {
     };
   }
 
-  private static boolean matches(PrivateKey key, PublicKey pub) throws GeneralSecurityException {
+  /** Whether {@code key} is the private half of {@code pub}: it signs what {@code pub} verifies. */
+  public static boolean matches(PrivateKey key, PublicKey pub) throws GeneralSecurityException {
     String alg = signatureAlgorithm(key);
     byte[] challenge = new byte[32];
     RANDOM.nextBytes(challenge);

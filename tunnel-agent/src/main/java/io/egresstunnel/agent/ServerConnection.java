@@ -5,6 +5,7 @@ import io.egresstunnel.proto.Dial;
 import io.egresstunnel.proto.ErrorCode;
 import io.egresstunnel.proto.GoAway;
 import io.egresstunnel.proto.Limits;
+import io.egresstunnel.proto.config.CommandErrors;
 import io.egresstunnel.proto.net.SlicingWebSocketFrameDecoder;
 import io.egresstunnel.proto.net.Transport;
 import io.egresstunnel.proto.session.SessionPipeline;
@@ -77,6 +78,7 @@ final class ServerConnection {
   private final Set<Attempt> attempts = ConcurrentHashMap.newKeySet(); // every open connection
   private int duplicateStreak; // guarded by this
   private volatile boolean stopped;
+  private volatile String failure;
 
   /**
    * @param servers the servers held through every URL
@@ -142,12 +144,12 @@ final class ServerConnection {
       try {
         String token = java.nio.file.Files.readString(tokenFile).strip();
         if (token.isEmpty()) {
-          throw new IllegalArgumentException("--token-file " + tokenFile + " is empty");
+          throw new IllegalArgumentException("--token-file " + tokenFile + ": the file is empty");
         }
         h.set(io.netty.handler.codec.http.HttpHeaderNames.AUTHORIZATION, "Bearer " + token);
       } catch (java.io.IOException e) {
         throw new IllegalArgumentException(
-            "cannot read --token-file " + tokenFile + ": " + e.getMessage(), e);
+            "--token-file " + tokenFile + ": " + CommandErrors.describe(e), e);
       }
     }
     return h;
@@ -164,6 +166,14 @@ final class ServerConnection {
 
   URI uri() {
     return uri;
+  }
+
+  /**
+   * Why a tunnel through this URL stopped trying to connect although the agent was not stopped, or
+   * null. Only a broken event loop gets here; any other failure is retried. /healthz reports it.
+   */
+  String failure() {
+    return failure;
   }
 
   void start() {
@@ -243,6 +253,10 @@ final class ServerConnection {
       try {
         group.execute(t::connect);
       } catch (RejectedExecutionException e) {
+        if (!stopped) {
+          failure = "tunnel to " + uri + " cannot connect: its event loop refused it";
+          log.error("{}; /healthz now reports it", failure);
+        }
         return; // the agent is closing
       }
     }
@@ -278,12 +292,32 @@ final class ServerConnection {
       return held != null;
     }
 
+    /**
+     * One connection attempt. Whatever fails here, even something unforeseen, schedules the next
+     * attempt with backoff: the loop must never end while the agent runs.
+     */
     void connect() {
       if (stopped) {
         return;
       }
+      try {
+        dial();
+      } catch (RuntimeException e) {
+        log.warn(
+            "tunnel to {}: connecting failed unexpectedly: {}", uri, CommandErrors.describe(e));
+        log.debug("tunnel to {}: stack trace", uri, e);
+        next(backoff.nextDelayMillis(), "cannot connect: " + CommandErrors.describe(e));
+      } catch (Error e) {
+        // Out of memory or a broken installation: retrying is no use, a restart may be.
+        failure = "tunnel to " + uri + " stopped: " + e;
+        log.error("{}; /healthz now reports it", failure, e);
+        throw e;
+      }
+    }
+
+    private void dial() {
       AgentConfig.Limits limits = config.limits();
-      int port = uri.getPort() > 0 ? uri.getPort() : ("wss".equals(uri.getScheme()) ? 443 : 80);
+      int port = uri.getPort() > 0 ? uri.getPort() : SessionPipeline.DEFAULT_AGENT_PORT;
       io.netty.handler.codec.http.HttpHeaders headers;
       try {
         headers = upgradeHeaders(config);
@@ -306,7 +340,9 @@ final class ServerConnection {
           .addListener(
               f -> {
                 if (!f.isSuccess()) {
-                  next(backoff.nextDelayMillis(), "cannot connect: " + f.cause().getMessage());
+                  next(
+                      backoff.nextDelayMillis(),
+                      "cannot connect: " + CommandErrors.describe(f.cause()));
                   return;
                 }
                 Channel c = ((io.netty.channel.ChannelFuture) f).channel();
@@ -339,7 +375,11 @@ final class ServerConnection {
         group.schedule(this::connect, delayMillis, TimeUnit.MILLISECONDS);
         metrics.reconnecting();
       } catch (RejectedExecutionException e) {
-        // the agent is closing
+        if (!stopped) {
+          // Not a shutdown of the agent: this tunnel cannot retry, so the agent is broken.
+          failure = "tunnel to " + uri + " cannot reconnect: its event loop refused the retry";
+          log.error("{}; /healthz now reports it", failure);
+        }
       }
     }
   }

@@ -1,5 +1,6 @@
 package io.egresstunnel.server.admin;
 
+import io.egresstunnel.proto.config.CommandErrors;
 import java.io.PrintWriter;
 import java.net.URI;
 import java.net.http.HttpClient;
@@ -38,7 +39,12 @@ public final class StatusCommand implements Callable<Integer> {
   public Integer call() throws Exception {
     PrintWriter out = spec.commandLine().getOut();
     PrintWriter err = spec.commandLine().getErr();
-    URI uri = URI.create("http://" + admin + "/status");
+    URI uri;
+    try {
+      uri = new URI("http://" + admin + "/status");
+    } catch (java.net.URISyntaxException e) {
+      throw new IllegalArgumentException("--admin " + admin + ": not a HOST:PORT address", e);
+    }
     HttpClient client = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(5)).build();
     HttpResponse<String> response;
     try {
@@ -47,8 +53,8 @@ public final class StatusCommand implements Callable<Integer> {
               HttpRequest.newBuilder(uri).timeout(Duration.ofSeconds(10)).GET().build(),
               HttpResponse.BodyHandlers.ofString());
     } catch (java.io.IOException e) {
-      err.println("tunnel-server status: cannot reach " + uri + ": " + e);
-      return 1;
+      err.println("tunnel-server status: --admin " + admin + ": " + CommandErrors.describe(e));
+      return CommandErrors.FAILURE;
     }
     if (response.statusCode() != 200) {
       err.println("tunnel-server status: " + uri + " answered " + response.statusCode());

@@ -426,7 +426,7 @@ public final class TunnelServerMain implements Callable<Integer> {
   }
 
   /** As {@link #commandLine(TunnelServerMain)}, with {@code env} as the environment. */
-  static CommandLine commandLine(TunnelServerMain main, Map<String, String> env) {
+  public static CommandLine commandLine(TunnelServerMain main, Map<String, String> env) {
     CommandLine cl = CommandErrors.install(new CommandLine(main));
     cl.setCaseInsensitiveEnumValuesAllowed(true);
     main.sources = ConfigSources.install(cl, ENV_PREFIX, env);

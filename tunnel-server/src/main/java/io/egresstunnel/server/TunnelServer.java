@@ -183,7 +183,7 @@ public final class TunnelServer implements AutoCloseable {
       }
       if (config.udsPath() != null) {
         if (!Transport.supportsDomainHalfClosure()) {
-          throw new IOException(
+          throw new CommandErrors.Failure(
               "--uds needs the epoll transport (Linux): with "
                   + Transport.name()
                   + ", Netty's Unix-socket channel cannot half-close and would lose the answer to a"

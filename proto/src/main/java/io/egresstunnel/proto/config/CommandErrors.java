@@ -117,6 +117,14 @@ public final class CommandErrors {
     Throwable cause = unwrap(e);
     int code = cause instanceof IllegalArgumentException ? USAGE : FAILURE;
     String message = describe(cause);
+    if (!(cause instanceof IOException) && !(cause instanceof IllegalArgumentException)) {
+      // Not an error this project reports on purpose: say what it is, and where to see more.
+      message =
+          "unexpected "
+              + cause.getClass().getSimpleName()
+              + (cause.getMessage() == null ? "" : ": " + cause.getMessage())
+              + " (--log-level debug logs its stack trace)";
+    }
     if (cause instanceof FileSystemException f && f.getFile() != null) {
       message = f.getFile() + ": " + message; // from the JDK: the reason alone does not say which
     }
@@ -226,6 +234,10 @@ public final class CommandErrors {
   /** A runtime failure whose message is already worded for the user: printed as it is. */
   public static final class Failure extends IOException {
     private static final long serialVersionUID = 1L;
+
+    public Failure(String message) {
+      super(message);
+    }
 
     public Failure(String message, Throwable cause) {
       super(message, cause);

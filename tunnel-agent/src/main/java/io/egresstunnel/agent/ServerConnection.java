@@ -170,7 +170,8 @@ final class ServerConnection {
 
   /**
    * Why a tunnel through this URL stopped trying to connect although the agent was not stopped, or
-   * null. Only a broken event loop gets here; any other failure is retried. /healthz reports it.
+   * null. Only an Error (out of memory) or an event loop that refuses work gets here; every other
+   * failure is retried. /healthz reports it.
    */
   String failure() {
     return failure;

@@ -1,5 +1,6 @@
 package io.egresstunnel.routing;
 
+import io.egresstunnel.proto.config.CommandErrors;
 import io.fabric8.kubernetes.client.Config;
 import io.fabric8.kubernetes.client.ConfigBuilder;
 import io.fabric8.kubernetes.client.KubernetesClient;
@@ -21,11 +22,22 @@ public final class KubernetesClients {
     if (kubeconfig == null) {
       config = new ConfigBuilder().build();
     } else {
+      String text;
       try {
-        config = Config.fromKubeconfig(Files.readString(kubeconfig));
+        text = Files.readString(kubeconfig);
       } catch (IOException e) {
         throw new IllegalArgumentException(
-            "cannot read --kubeconfig " + kubeconfig + ": " + e.getMessage(), e);
+            "--kubeconfig " + kubeconfig + ": " + CommandErrors.describe(e), e);
+      }
+      try {
+        config = Config.fromKubeconfig(text);
+      } catch (RuntimeException e) {
+        throw new IllegalArgumentException(
+            "--kubeconfig "
+                + kubeconfig
+                + ": not a usable kubeconfig: "
+                + CommandErrors.describe(e),
+            e);
       }
     }
     return new KubernetesClientBuilder().withConfig(config).build();

@@ -2,13 +2,16 @@ package io.egresstunnel.agent;
 
 import io.egresstunnel.agent.policy.AllowRule;
 import io.egresstunnel.proto.Cidr;
+import io.egresstunnel.proto.session.SessionPipeline;
 import io.egresstunnel.routing.EgressMode;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.net.URI;
+import java.net.URISyntaxException;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
+import java.util.Locale;
 
 /**
  * Everything tunnel-agent is configured with. Built by {@link TunnelAgentMain} from flags, or
@@ -159,13 +162,78 @@ public record AgentConfig(
       throw new IllegalArgumentException("at least one --server is needed");
     }
     for (URI u : servers) {
-      if (!"ws".equals(u.getScheme()) && !"wss".equals(u.getScheme())) {
-        throw new IllegalArgumentException("--server must be a ws:// or wss:// URL, got " + u);
-      }
-      if (u.getHost() == null) {
-        throw new IllegalArgumentException("--server URL has no host: " + u);
-      }
+      checkServer(u);
     }
+  }
+
+  /**
+   * A {@code --server} value as the URL the agent connects to, with the port made explicit: {@link
+   * SessionPipeline#DEFAULT_AGENT_PORT} (the server's default agent port) when it names none.
+   *
+   * @throws IllegalArgumentException saying in plain words what is wrong with it
+   */
+  public static URI parseServer(String text) {
+    String value = text.strip();
+    URI uri;
+    try {
+      uri = new URI(value);
+    } catch (URISyntaxException e) {
+      throw serverProblem(
+          text, "not a URL: " + e.getReason() + " at character " + (e.getIndex() + 1));
+    }
+    String scheme = uri.getScheme();
+    if (scheme == null || uri.isOpaque()) {
+      throw serverProblem(text, "give a URL such as ws://HOST:PORT or wss://HOST:PORT");
+    }
+    scheme = scheme.toLowerCase(Locale.ROOT);
+    if (!scheme.equals("ws") && !scheme.equals("wss")) {
+      throw serverProblem(text, "the scheme must be ws:// or wss://, not " + uri.getScheme());
+    }
+    if (uri.getHost() == null) {
+      // java.net.URI keeps an authority it cannot read as HOST:PORT unparsed: say which part is bad
+      String authority = uri.getRawAuthority();
+      if (authority == null || authority.isEmpty() || authority.startsWith(":")) {
+        throw serverProblem(text, "no host in it");
+      }
+      int colon = authority.lastIndexOf(':');
+      if (colon > 0 && !authority.endsWith("]") && !authority.substring(colon + 1).isEmpty()) {
+        String port = authority.substring(colon + 1);
+        if (!port.chars().allMatch(Character::isDigit)) {
+          throw serverProblem(text, "the port '" + port + "' is not a number");
+        }
+        authority = authority.substring(0, colon);
+      }
+      throw serverProblem(text, "'" + authority + "' is not a valid host name or address");
+    }
+    if (uri.getRawUserInfo() != null) {
+      throw serverProblem(text, "user information is not supported in it (use --token-file)");
+    }
+    int port = uri.getPort() == -1 ? SessionPipeline.DEFAULT_AGENT_PORT : uri.getPort();
+    try {
+      uri =
+          new URI(
+              scheme, null, uri.getHost(), port, uri.getPath(), uri.getQuery(), uri.getFragment());
+    } catch (URISyntaxException e) {
+      throw serverProblem(text, "not a URL: " + e.getReason());
+    }
+    checkServer(uri);
+    return uri;
+  }
+
+  private static void checkServer(URI u) {
+    if (!"ws".equals(u.getScheme()) && !"wss".equals(u.getScheme())) {
+      throw serverProblem(u.toString(), "the scheme must be ws:// or wss://");
+    }
+    if (u.getHost() == null) {
+      throw serverProblem(u.toString(), "no host in it");
+    }
+    if (u.getPort() != -1 && (u.getPort() < 1 || u.getPort() > 65535)) {
+      throw serverProblem(u.toString(), "port " + u.getPort() + " is out of range (1-65535)");
+    }
+  }
+
+  private static IllegalArgumentException serverProblem(String value, String why) {
+    return new IllegalArgumentException("--server " + value + ": " + why);
   }
 
   /**

@@ -5,6 +5,7 @@ import io.egresstunnel.proto.Dial;
 import io.egresstunnel.proto.ErrorCode;
 import io.egresstunnel.proto.GoAway;
 import io.egresstunnel.proto.Limits;
+import io.egresstunnel.proto.config.CommandErrors;
 import io.egresstunnel.proto.config.RateLimitedLog;
 import io.egresstunnel.proto.net.SlicingWebSocketFrameDecoder;
 import io.egresstunnel.proto.net.Transport;
@@ -96,6 +97,8 @@ final class ServerConnection {
   /** Servers at two addresses with one id: found again at every sync interval. */
   private final RateLimitedLog idConflicts = new RateLimitedLog(log, Duration.ofMinutes(1));
 
+  private volatile String failure;
+
   /**
    * @param servers the servers held through every URL
    * @param onServersChanged runs when a server is held, freed or learned (to add tunnels)
@@ -160,12 +163,12 @@ final class ServerConnection {
       try {
         String token = java.nio.file.Files.readString(tokenFile).strip();
         if (token.isEmpty()) {
-          throw new IllegalArgumentException("--token-file " + tokenFile + " is empty");
+          throw new IllegalArgumentException("--token-file " + tokenFile + ": the file is empty");
         }
         h.set(io.netty.handler.codec.http.HttpHeaderNames.AUTHORIZATION, "Bearer " + token);
       } catch (java.io.IOException e) {
         throw new IllegalArgumentException(
-            "cannot read --token-file " + tokenFile + ": " + e.getMessage(), e);
+            "--token-file " + tokenFile + ": " + CommandErrors.describe(e), e);
       }
     }
     return h;
@@ -205,6 +208,15 @@ final class ServerConnection {
       }
     }
     return open;
+  }
+
+  /**
+   * Why a tunnel through this URL stopped trying to connect although the agent was not stopped, or
+   * null. Only an Error (out of memory) or an event loop that refuses work gets here; every other
+   * failure is retried. /healthz reports it.
+   */
+  String failure() {
+    return failure;
   }
 
   void start() {
@@ -284,6 +296,10 @@ final class ServerConnection {
       try {
         group.execute(t::connect);
       } catch (RejectedExecutionException e) {
+        if (!stopped) {
+          failure = "tunnel to " + uri + " cannot connect: its event loop refused it";
+          log.error("{}; /healthz now reports it", failure);
+        }
         return; // the agent is closing
       }
     }
@@ -319,12 +335,32 @@ final class ServerConnection {
       return held != null;
     }
 
+    /**
+     * One connection attempt. Whatever fails here, even something unforeseen, schedules the next
+     * attempt with backoff: the loop must never end while the agent runs.
+     */
     void connect() {
       if (stopped) {
         return;
       }
+      try {
+        dial();
+      } catch (RuntimeException e) {
+        log.warn(
+            "tunnel to {}: connecting failed unexpectedly: {}", uri, CommandErrors.describe(e));
+        log.debug("tunnel to {}: stack trace", uri, e);
+        next(backoff.nextDelayMillis(), "cannot connect: " + CommandErrors.describe(e));
+      } catch (Error e) {
+        // Out of memory or a broken installation: retrying is no use, a restart may be.
+        failure = "tunnel to " + uri + " stopped: " + e;
+        log.error("{}; /healthz now reports it", failure, e);
+        throw e;
+      }
+    }
+
+    private void dial() {
       AgentConfig.Limits limits = config.limits();
-      int port = uri.getPort() > 0 ? uri.getPort() : ("wss".equals(uri.getScheme()) ? 443 : 80);
+      int port = uri.getPort() > 0 ? uri.getPort() : SessionPipeline.DEFAULT_AGENT_PORT;
       io.netty.handler.codec.http.HttpHeaders headers;
       try {
         headers = upgradeHeaders(config);
@@ -347,7 +383,9 @@ final class ServerConnection {
           .addListener(
               f -> {
                 if (!f.isSuccess()) {
-                  next(backoff.nextDelayMillis(), "cannot connect: " + f.cause().getMessage());
+                  next(
+                      backoff.nextDelayMillis(),
+                      "cannot connect: " + CommandErrors.describe(f.cause()));
                   return;
                 }
                 Channel c = ((io.netty.channel.ChannelFuture) f).channel();
@@ -380,7 +418,11 @@ final class ServerConnection {
         group.schedule(this::connect, delayMillis, TimeUnit.MILLISECONDS);
         metrics.reconnecting();
       } catch (RejectedExecutionException e) {
-        // the agent is closing
+        if (!stopped) {
+          // Not a shutdown of the agent: this tunnel cannot retry, so the agent is broken.
+          failure = "tunnel to " + uri + " cannot reconnect: its event loop refused the retry";
+          log.error("{}; /healthz now reports it", failure);
+        }
       }
     }
   }

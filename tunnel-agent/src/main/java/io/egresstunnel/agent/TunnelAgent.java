@@ -3,6 +3,7 @@ package io.egresstunnel.agent;
 import io.egresstunnel.agent.policy.DialPolicy;
 import io.egresstunnel.proto.AgentHello;
 import io.egresstunnel.proto.Limits;
+import io.egresstunnel.proto.config.CommandErrors;
 import io.egresstunnel.proto.net.AdminHttp;
 import io.egresstunnel.proto.net.ReloadingSslContext;
 import io.egresstunnel.proto.net.TargetDialer;
@@ -19,7 +20,6 @@ import io.netty.handler.ssl.SslContext;
 import io.netty.handler.ssl.SslContextBuilder;
 import io.netty.util.concurrent.DefaultThreadFactory;
 import io.prometheus.metrics.model.registry.PrometheusRegistry;
-import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.net.InetSocketAddress;
 import java.net.URI;
@@ -202,7 +202,14 @@ public final class TunnelAgent implements AutoCloseable {
     Map<String, AdminHttp.Endpoint> endpoints =
         Map.of(
             "/healthz",
-            AdminHttp.Endpoint.of(q -> AdminHttp.Response.text(HttpResponseStatus.OK, "ok")),
+            AdminHttp.Endpoint.of(
+                q -> {
+                  String failure = failure();
+                  return failure == null
+                      ? AdminHttp.Response.text(HttpResponseStatus.OK, "ok")
+                      : AdminHttp.Response.text(
+                          HttpResponseStatus.SERVICE_UNAVAILABLE, "unhealthy: " + failure);
+                }),
             "/readyz",
             AdminHttp.Endpoint.of(
                 q -> {
@@ -234,12 +241,24 @@ public final class TunnelAgent implements AutoCloseable {
     if (!bound.isSuccess()) {
       close();
       throw new UncheckedIOException(
-          new IOException(
-              "cannot listen for admin on " + address + ": " + bound.cause().getMessage(),
-              bound.cause()));
+          CommandErrors.bindFailure("--admin-listen", address, bound.cause()));
     }
     adminChannel = bound.channel();
     log.info("listening for admin on {}", adminChannel.localAddress());
+  }
+
+  /**
+   * Why the agent cannot go on (a tunnel that can no longer reconnect), or null while it works or
+   * keeps retrying. /healthz is 503 with it, so that a liveness probe restarts the agent.
+   */
+  public String failure() {
+    for (ServerConnection c : connections) {
+      String failure = c.failure();
+      if (failure != null) {
+        return failure;
+      }
+    }
+    return null;
   }
 
   /** The bound admin address (useful with port 0). */

@@ -3,10 +3,13 @@ package io.egresstunnel.agent;
 import io.egresstunnel.agent.policy.AllowRule;
 import io.egresstunnel.proto.Cidr;
 import io.egresstunnel.proto.Limits;
+import io.egresstunnel.proto.config.CommandErrors;
 import io.egresstunnel.proto.config.CommonOptions;
 import io.egresstunnel.proto.config.ConfigSources;
+import io.egresstunnel.proto.config.FileFlags;
 import io.egresstunnel.proto.config.Lifecycle;
 import io.egresstunnel.proto.config.Units;
+import io.egresstunnel.proto.session.SessionPipeline;
 import io.egresstunnel.routing.EgressMode;
 import io.prometheus.metrics.instrumentation.jvm.JvmMetrics;
 import io.prometheus.metrics.model.registry.PrometheusRegistry;
@@ -60,8 +63,11 @@ public final class TunnelAgentMain implements Callable<Integer> {
       split = ",",
       description =
           "Required. Server to tunnel to: ws://HOST:PORT or wss://HOST:PORT (repeatable, or"
-              + " comma-separated). One load-balanced URL is enough: the agent connects through"
-              + " it until it holds a tunnel to every server.")
+              + " comma-separated); without :PORT, "
+              + SessionPipeline.DEFAULT_AGENT_PORT
+              + " (the server's default --agent-listen port) for ws:// and wss:// alike. One"
+              + " load-balanced URL is enough: the agent connects through it until it holds a"
+              + " tunnel to every server.")
   List<String> servers = new ArrayList<>();
 
   @Option(
@@ -314,7 +320,7 @@ public final class TunnelAgentMain implements Callable<Integer> {
 
   /** As {@link #commandLine(TunnelAgentMain)}, with {@code env} as the environment. */
   static CommandLine commandLine(TunnelAgentMain main, Map<String, String> env) {
-    CommandLine cl = new CommandLine(main);
+    CommandLine cl = CommandErrors.install(new CommandLine(main));
     cl.setCaseInsensitiveEnumValuesAllowed(true);
     main.sources = ConfigSources.install(cl, ENV_PREFIX, env);
     return cl;
@@ -323,7 +329,7 @@ public final class TunnelAgentMain implements Callable<Integer> {
   AgentConfig toConfig() {
     List<URI> uris = new ArrayList<>();
     for (String s : servers) {
-      uris.add(URI.create(s));
+      uris.add(AgentConfig.parseServer(s));
     }
     List<InetAddress> addresses = new ArrayList<>();
     for (String ip : nodeIps) {
@@ -398,6 +404,23 @@ public final class TunnelAgentMain implements Callable<Integer> {
     return new AgentConfig.Kubernetes(kubeconfig, clusterCidrList);
   }
 
+  /**
+   * Checks the files the flags name, so that a missing or unusable one is a usage error naming its
+   * flag; what is in them beyond that is checked as the agent loads them.
+   */
+  void checkFiles() {
+    FileFlags.certificates("--ca-cert", caCert);
+    FileFlags.certificates("--cert", cert);
+    FileFlags.privateKey("--key", key);
+    FileFlags.readable("--token-file", tokenFile);
+    FileFlags.readable("--kubeconfig", kubeconfig);
+  }
+
+  /**
+   * Runs the agent until SIGTERM. A usage error (IllegalArgumentException) or a failure to start
+   * (the admin listener cannot bind) propagates to {@link CommandErrors}, which prints it as one
+   * line and picks the exit code.
+   */
   @Override
   public Integer call() throws Exception {
     if (servers.isEmpty()) {
@@ -409,14 +432,9 @@ public final class TunnelAgentMain implements Callable<Integer> {
     }
     common.configureLogging();
     sources.logSources();
-    AgentConfig config;
-    try {
-      common.configureTransport();
-      config = toConfig();
-    } catch (IllegalArgumentException e) {
-      System.err.println("tunnel-agent: " + sources.withOrigins(e.getMessage()));
-      return 2;
-    }
+    common.configureTransport();
+    AgentConfig config = toConfig();
+    checkFiles();
     PrometheusRegistry metrics = new PrometheusRegistry();
     JvmMetrics.builder().register(metrics);
     TunnelAgent agent = new TunnelAgent(config, metrics).start();

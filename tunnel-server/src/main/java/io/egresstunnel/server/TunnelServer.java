@@ -2,6 +2,7 @@ package io.egresstunnel.server;
 
 import io.egresstunnel.proto.ErrorCode;
 import io.egresstunnel.proto.Limits;
+import io.egresstunnel.proto.config.CommandErrors;
 import io.egresstunnel.proto.net.AdminHttp;
 import io.egresstunnel.proto.net.HalfClose;
 import io.egresstunnel.proto.net.ReloadingSslContext;
@@ -178,11 +179,12 @@ public final class TunnelServer implements AutoCloseable {
             bind(
                 connectBootstrap(Transport.serverChannel(), connectTls),
                 config.connectListen(),
-                "CONNECT");
+                "CONNECT",
+                "--connect-listen");
       }
       if (config.udsPath() != null) {
         if (!Transport.supportsDomainHalfClosure()) {
-          throw new IOException(
+          throw new CommandErrors.Failure(
               "--uds needs the epoll transport (Linux): with "
                   + Transport.name()
                   + ", Netty's Unix-socket channel cannot half-close and would lose the answer to a"
@@ -190,15 +192,17 @@ public final class TunnelServer implements AutoCloseable {
         }
         Files.deleteIfExists(config.udsPath());
         ServerBootstrap uds = connectBootstrap(Transport.domainServerChannel(), null);
-        bind(uds, Transport.domainSocketAddress(config.udsPath()), "CONNECT (Unix socket)");
+        bind(
+            uds, Transport.domainSocketAddress(config.udsPath()), "CONNECT (Unix socket)", "--uds");
         restrictSocket(config.udsPath(), config.security().udsGroup());
       }
-      agentChannel = bind(agentBootstrap(agentTls), config.agentListen(), "agent");
+      agentChannel =
+          bind(agentBootstrap(agentTls), config.agentListen(), "agent", "--agent-listen");
       if (apiRoutes != null) {
         apiRoutes.start(); // handlers first, then informers; /readyz waits for the sync
       }
       if (config.adminListen() != null) {
-        adminChannel = bind(adminBootstrap(), config.adminListen(), "admin");
+        adminChannel = bind(adminBootstrap(), config.adminListen(), "admin", "--admin-listen");
       }
       started = true;
       log.info(
@@ -218,13 +222,15 @@ public final class TunnelServer implements AutoCloseable {
     }
   }
 
-  private Channel bind(ServerBootstrap b, SocketAddress address, String what)
+  /**
+   * Binds a listener; a failure is an IOException naming the flag that set the address ({@code
+   * --agent-listen 0.0.0.0:8091: address already in use}).
+   */
+  private Channel bind(ServerBootstrap b, SocketAddress address, String what, String flag)
       throws InterruptedException, IOException {
     var f = b.bind(address).await();
     if (!f.isSuccess()) {
-      throw new IOException(
-          "cannot listen for " + what + " on " + address + ": " + f.cause().getMessage(),
-          f.cause());
+      throw CommandErrors.bindFailure(flag, address, f.cause());
     }
     listeners.add(f.channel());
     log.info("listening for {} on {}", what, f.channel().localAddress());

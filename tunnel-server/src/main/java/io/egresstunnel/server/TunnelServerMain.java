@@ -1,11 +1,14 @@
 package io.egresstunnel.server;
 
 import io.egresstunnel.proto.Limits;
+import io.egresstunnel.proto.config.CommandErrors;
 import io.egresstunnel.proto.config.CommonOptions;
 import io.egresstunnel.proto.config.ConfigSources;
+import io.egresstunnel.proto.config.FileFlags;
 import io.egresstunnel.proto.config.Lifecycle;
 import io.egresstunnel.proto.config.Units;
 import io.egresstunnel.proto.net.TlsOptions;
+import io.egresstunnel.proto.session.SessionPipeline;
 import io.egresstunnel.routing.EgressMode;
 import io.egresstunnel.server.admin.StatusCommand;
 import io.prometheus.metrics.instrumentation.jvm.JvmMetrics;
@@ -97,7 +100,7 @@ public final class TunnelServerMain implements Callable<Integer> {
   @Option(
       names = "--agent-listen",
       paramLabel = "HOST:PORT",
-      defaultValue = "0.0.0.0:8091",
+      defaultValue = "0.0.0.0:" + SessionPipeline.DEFAULT_AGENT_PORT,
       description = "Where agents connect their websocket. Default: ${DEFAULT-VALUE}.")
   String agentListen;
 
@@ -430,8 +433,8 @@ public final class TunnelServerMain implements Callable<Integer> {
   }
 
   /** As {@link #commandLine(TunnelServerMain)}, with {@code env} as the environment. */
-  static CommandLine commandLine(TunnelServerMain main, Map<String, String> env) {
-    CommandLine cl = new CommandLine(main);
+  public static CommandLine commandLine(TunnelServerMain main, Map<String, String> env) {
+    CommandLine cl = CommandErrors.install(new CommandLine(main));
     cl.setCaseInsensitiveEnumValuesAllowed(true);
     main.sources = ConfigSources.install(cl, ENV_PREFIX, env);
     return cl;
@@ -549,27 +552,37 @@ public final class TunnelServerMain implements Callable<Integer> {
     return new ServerConfig.Kubernetes(kubeconfig, nodeName);
   }
 
+  /**
+   * Checks the files the flags name, so that a missing or unusable one is a usage error naming its
+   * flag; what is in them beyond that is checked as the server loads them.
+   */
+  void checkFiles() {
+    FileFlags.certificates("--tls-cert", tlsCert);
+    FileFlags.privateKey("--tls-key", tlsKey);
+    FileFlags.certificates("--client-ca", clientCa);
+    FileFlags.certificates("--agent-tls-cert", agentTlsCert);
+    FileFlags.privateKey("--agent-tls-key", agentTlsKey);
+    FileFlags.certificates("--agent-client-ca", agentClientCa);
+    FileFlags.readable("--agent-token-file", agentTokenFile);
+    FileFlags.readable("--kubeconfig", kubeconfig);
+  }
+
+  /**
+   * Runs the server until SIGTERM. A usage error (IllegalArgumentException) or a failure to start
+   * (an IOException, such as a listener that cannot bind) propagates to {@link CommandErrors},
+   * which prints it as one line and picks the exit code.
+   */
   @Override
   public Integer call() throws Exception {
     common.configureLogging();
     sources.logSources();
-    ServerConfig config;
-    try {
-      common.configureTransport();
-      config = toConfig();
-    } catch (IllegalArgumentException e) {
-      System.err.println("tunnel-server: " + sources.withOrigins(e.getMessage()));
-      return 2;
-    }
+    common.configureTransport();
+    ServerConfig config = toConfig();
+    checkFiles();
     PrometheusRegistry metrics = new PrometheusRegistry();
     JvmMetrics.builder().register(metrics);
     TunnelServer server = new TunnelServer(config, metrics);
-    try {
-      server.start();
-    } catch (java.io.IOException e) {
-      System.err.println("tunnel-server: " + e.getMessage());
-      return 1;
-    }
+    server.start();
     Duration grace = config.limits().gracePeriod();
     Lifecycle.runUntilSignalled(
         "tunnel-server",

@@ -61,7 +61,10 @@ public final class ConfigSources implements CommandLine.IDefaultValueProvider {
   /** One source's value for an option, normalized for comparison, and how to show it. */
   record Given(Origin origin, List<String> values, String display) {}
 
-  /** A problem with a setting from the environment or the config file, naming the source. */
+  /**
+   * A problem with a setting from the environment or the config file, naming the source; {@link
+   * CommandErrors} prints it with a pointer to the docs, not the usage.
+   */
   public static final class ConfigException extends CommandLine.ParameterException {
     private static final long serialVersionUID = 1L;
 
@@ -110,21 +113,6 @@ public final class ConfigSources implements CommandLine.IDefaultValueProvider {
       }
     }
     sources.spec.defaultValueProvider(sources);
-    CommandLine.IParameterExceptionHandler fallback = commandLine.getParameterExceptionHandler();
-    commandLine.setParameterExceptionHandler(
-        (e, args) -> {
-          if (!(e instanceof ConfigException)) {
-            return fallback.handleParseException(e, args);
-          }
-          CommandLine cl = e.getCommandLine();
-          cl.getErr().println(cl.getCommandName() + ": " + e.getMessage());
-          cl.getErr()
-              .println(
-                  "See '"
-                      + cl.getCommandName()
-                      + " --help' for the flags and docs/configuration.md for the config file.");
-          return cl.getCommandSpec().exitCodeOnInvalidInput();
-        });
     List<String> footer = new ArrayList<>(List.of(sources.spec.usageMessage().footer()));
     footer.add("");
     footer.add(

@@ -12,6 +12,12 @@ public final class SessionPipeline {
   /** The path agents open their websocket on. */
   public static final String TUNNEL_PATH = "/v1/tunnel";
 
+  /**
+   * The port of the server's agent listener unless {@code --agent-listen} says otherwise; also the
+   * port of an agent's {@code --server} URL that names none (ws:// and wss:// alike).
+   */
+  public static final int DEFAULT_AGENT_PORT = 8091;
+
   /** The upgrade request header in which an agent names its node. */
   public static final String NODE_HEADER = "X-Egress-Tunnel-Node";
 

@@ -45,11 +45,8 @@ public final class AdminClient {
               HttpResponse.BodyHandlers.ofString());
       return new Answer(r.statusCode(), r.body());
     } catch (IOException | IllegalArgumentException e) {
-      String why =
-          e instanceof java.net.ConnectException
-              ? "connection refused"
-              : e.getMessage() != null ? e.getMessage() : e.getClass().getSimpleName();
-      throw new AdminException("cannot reach " + uri + ": " + why, e);
+      throw new AdminException(
+          "cannot reach " + uri + ": " + io.egresstunnel.proto.config.CommandErrors.describe(e), e);
     }
   }
 

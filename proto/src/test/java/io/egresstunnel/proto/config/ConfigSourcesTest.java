@@ -74,7 +74,7 @@ class ConfigSourcesTest {
   @TempDir Path dir;
 
   private static CommandLine commandLine(Cmd cmd, Map<String, String> env) {
-    CommandLine cl = new CommandLine(cmd);
+    CommandLine cl = CommandErrors.install(new CommandLine(cmd));
     cl.setCaseInsensitiveEnumValuesAllowed(true);
     cmd.sources = ConfigSources.install(cl, PREFIX, env);
     return cl;

@@ -1,5 +1,6 @@
 package io.egresstunnel.server.agents;
 
+import io.egresstunnel.proto.config.CommandErrors;
 import io.egresstunnel.proto.session.SessionPipeline;
 import io.egresstunnel.proto.session.UpgradeRefusal;
 import io.egresstunnel.server.PeerCertificates;
@@ -98,7 +99,7 @@ public final class AgentAuthenticator implements AutoCloseable {
         entries = readTokens(auth.tokenFile());
       } catch (IOException e) {
         throw new IllegalArgumentException(
-            "cannot read --agent-token-file " + auth.tokenFile() + ": " + e.getMessage(), e);
+            "--agent-token-file " + auth.tokenFile() + ": " + CommandErrors.describe(e), e);
       }
     }
     TokenReviewAuthenticator review = null;
@@ -124,16 +125,17 @@ public final class AgentAuthenticator implements AutoCloseable {
       String[] parts = l.split("\\s+");
       if (parts.length > 2 || parts[0].length() < 16) {
         throw new IllegalArgumentException(
-            file
+            "--agent-token-file "
+                + file
                 + " line "
                 + lineNo
-                + ": expected 'TOKEN [NODE,...]' with a token of 16+ characters");
+                + ": expected 'TOKEN [NODE,...]' with a token of at least 16 characters");
       }
       Set<String> nodes = parts.length == 2 ? Set.of(parts[1].split(",")) : null;
       entries.add(new Entry(parts[0].getBytes(StandardCharsets.UTF_8), nodes));
     }
     if (entries.isEmpty()) {
-      throw new IllegalArgumentException(file + " holds no token");
+      throw new IllegalArgumentException("--agent-token-file " + file + ": holds no token");
     }
     return entries;
   }

@@ -52,7 +52,8 @@ public final class CertsCommand implements Callable<Integer> {
   static final String EGRESS_GRPC_UDS = "egress-selector-grpc-uds.yaml";
 
   /** The server's default agent port (--agent-listen), for the agent command line printed. */
-  private static final int AGENT_PORT = 8091;
+  private static final int AGENT_PORT =
+      io.egresstunnel.proto.session.SessionPipeline.DEFAULT_AGENT_PORT;
 
   /** Longest validity accepted: a hundred years. */
   private static final Duration MAX_VALIDITY = Duration.ofDays(36_500);
@@ -136,23 +137,16 @@ public final class CertsCommand implements Callable<Integer> {
       description = "Overwrite existing files (an existing CA is still reused).")
   boolean force;
 
+  /**
+   * Writes the files. A bad flag (IllegalArgumentException, exit 2) or a failure to write (exit 1)
+   * propagates to the command's error handler (CommandErrors), which prints it as one line.
+   */
   @Override
-  public Integer call() {
+  public Integer call() throws IOException, GeneralSecurityException {
     PrintWriter out = spec.commandLine().getOut();
-    PrintWriter err = spec.commandLine().getErr();
-    try {
-      run(out);
-      out.flush();
-      return 0;
-    } catch (IllegalArgumentException e) {
-      err.println("tunnel-server certs: " + e.getMessage());
-      err.flush();
-      return 2;
-    } catch (IOException | GeneralSecurityException e) {
-      err.println("tunnel-server certs: " + e.getMessage());
-      err.flush();
-      return 1;
-    }
+    run(out);
+    out.flush();
+    return 0;
   }
 
   private void run(PrintWriter out) throws IOException, GeneralSecurityException {

@@ -62,7 +62,7 @@ class CertsCommandTest {
   private static Run tunnelServer(String... args) {
     StringWriter out = new StringWriter();
     StringWriter err = new StringWriter();
-    CommandLine cl = new CommandLine(new TunnelServerMain());
+    CommandLine cl = TunnelServerMain.commandLine(new TunnelServerMain(), Map.of());
     cl.setOut(new PrintWriter(out));
     cl.setErr(new PrintWriter(err));
     int exit = cl.execute(args);

@@ -98,6 +98,6 @@ class AgentStatusTest {
     Run r = agentStatus("--admin", "127.0.0.1:" + port);
     assertThat(r.exit()).isEqualTo(1);
     assertThat(r.err())
-        .startsWith("tunnel-agent status: cannot reach http://127.0.0.1:" + port + "/status");
+        .isEqualTo("tunnel-agent status: --admin 127.0.0.1:" + port + ": connection refused\n");
   }
 }

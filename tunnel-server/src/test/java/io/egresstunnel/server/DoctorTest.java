@@ -355,7 +355,7 @@ class DoctorTest {
       Run down = doctor("--admin", "127.0.0.1:" + closed);
       assertThat(down.exit()).isEqualTo(1);
       assertThat(down.line("server"))
-          .startsWith("FAIL  server: cannot reach http://127.0.0.1:" + closed + "/status");
+          .startsWith("FAIL  server: --admin 127.0.0.1:" + closed + ": connection refused");
     }
   }
 

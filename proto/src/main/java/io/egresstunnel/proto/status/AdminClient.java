@@ -46,7 +46,7 @@ public final class AdminClient {
       return new Answer(r.statusCode(), r.body());
     } catch (IOException | IllegalArgumentException e) {
       throw new AdminException(
-          "cannot reach " + uri + ": " + io.egresstunnel.proto.config.CommandErrors.describe(e), e);
+          "--admin " + admin + ": " + io.egresstunnel.proto.config.CommandErrors.describe(e), e);
     }
   }
 

@@ -7,6 +7,7 @@ import io.egresstunnel.proto.GoAway;
 import io.egresstunnel.proto.Limits;
 import io.egresstunnel.proto.config.CommandErrors;
 import io.egresstunnel.proto.config.RateLimitedLog;
+import io.egresstunnel.proto.net.MaskingWebSocketFrameEncoder;
 import io.egresstunnel.proto.net.SlicingWebSocketFrameDecoder;
 import io.egresstunnel.proto.net.Transport;
 import io.egresstunnel.proto.session.SessionPipeline;
@@ -674,6 +675,9 @@ final class ServerConnection {
                 limits.maxPendingDials(),
                 limits.handshakeTimeout().toMillis());
         ChannelPipeline p = ctx.pipeline();
+        if (masking) { // Netty's encoder masks four bytes at a time through ByteBuf accessors
+          p.replace(WebSocketFrameEncoder.class, "ws-encoder", new MaskingWebSocketFrameEncoder());
+        }
         if (SlicingWebSocketFrameDecoder.enabled()) {
           SlicingWebSocketFrameDecoder.replaceStockDecoder(
               p,

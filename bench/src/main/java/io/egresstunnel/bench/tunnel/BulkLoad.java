@@ -14,8 +14,6 @@ import java.net.InetSocketAddress;
 import java.net.ServerSocket;
 import java.net.Socket;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
-import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
@@ -48,14 +46,13 @@ import javax.net.ssl.SSLContext;
  */
 public final class BulkLoad {
   private static final int BUFFER = 128 * 1024;
-  private static final long CLOCK_TICKS = 100; // USER_HZ on Linux
   private static final long WARM_UP_BYTES = 256L << 20;
 
   private BulkLoad() {}
 
   public static void main(String[] args) throws Exception {
     if (args.length == 0 || !(args[0].equals("serve") || args[0].equals("run"))) {
-      usage("the first argument is serve or run");
+      LoadArgs.usage("BulkLoad", "the first argument is serve or run");
     }
     if (args[0].equals("serve")) {
       serve(args);
@@ -64,27 +61,13 @@ public final class BulkLoad {
     }
   }
 
-  private static void usage(String problem) {
-    System.err.println("BulkLoad: " + problem + " (see the class comment)");
-    System.exit(2);
-  }
-
-  private static InetSocketAddress address(String hostPort) {
-    int colon = hostPort.lastIndexOf(':');
-    if (colon < 0) {
-      usage("not HOST:PORT: " + hostPort);
-    }
-    return new InetSocketAddress(
-        hostPort.substring(0, colon), Integer.parseInt(hostPort.substring(colon + 1)));
-  }
-
   // ---- the target ----
 
   private static void serve(String[] args) throws IOException {
     if (args.length != 3 || !args[1].equals("--listen")) {
-      usage("serve takes --listen HOST:PORT");
+      LoadArgs.usage("BulkLoad", "serve takes --listen HOST:PORT");
     }
-    InetSocketAddress at = address(args[2]);
+    InetSocketAddress at = LoadArgs.address(args[2]);
     ExecutorService threads = Executors.newCachedThreadPool();
     try (ServerSocket server = new ServerSocket()) {
       server.bind(
@@ -159,14 +142,14 @@ public final class BulkLoad {
     for (int i = 1; i < args.length; i++) {
       String value = i + 1 < args.length ? args[i + 1] : "";
       switch (args[i]) {
-        case "--target" -> target = address(args[++i]);
+        case "--target" -> target = LoadArgs.address(args[++i]);
         case "--via" -> {
           i++;
           if (value.equals("direct")) {
             vias.put("direct", null);
           } else {
             String[] kv = value.split("=", 2);
-            vias.put(kv[0], address(kv[1]));
+            vias.put(kv[0], LoadArgs.address(kv[1]));
           }
         }
         case "--tls" -> {
@@ -184,11 +167,11 @@ public final class BulkLoad {
         case "--seconds" -> seconds = Integer.parseInt(args[++i]);
         case "--runs" -> runs = Integer.parseInt(args[++i]);
         case "--reverse" -> reverse = true;
-        default -> usage("unknown argument " + args[i]);
+        default -> LoadArgs.usage("BulkLoad", "unknown argument " + args[i]);
       }
     }
     if (target == null || vias.isEmpty()) {
-      usage("run needs --target and at least one --via");
+      LoadArgs.usage("BulkLoad", "run needs --target and at least one --via");
     }
     List<Via> paths = new ArrayList<>();
     vias.forEach(
@@ -277,7 +260,7 @@ public final class BulkLoad {
     for (int i = 0; i < streams; i++) {
       sockets.add(open(p, target, reverse ? 'R' : 'F', perStream));
     }
-    double[] cpuBefore = cpuSeconds(p.pids());
+    double[] cpuBefore = LoadArgs.cpuSeconds(p.pids());
     long start = System.nanoTime();
     List<Future<Long>> moved = new ArrayList<>();
     for (Socket s : sockets) {
@@ -288,7 +271,7 @@ public final class BulkLoad {
       bytes += f.get();
     }
     double elapsed = (System.nanoTime() - start) / 1e9;
-    double[] cpu = cpuSeconds(p.pids());
+    double[] cpu = LoadArgs.cpuSeconds(p.pids());
     for (int i = 0; i < cpu.length; i++) {
       cpu[i] -= cpuBefore[i];
     }
@@ -379,18 +362,5 @@ public final class BulkLoad {
                 .trustManager(new File(ca))
                 .build())
         .context();
-  }
-
-  /** User plus system CPU time of each process, from /proc/PID/stat. */
-  private static double[] cpuSeconds(List<Long> pids) throws IOException {
-    double[] seconds = new double[pids.size()];
-    for (int i = 0; i < seconds.length; i++) {
-      String stat = Files.readString(Path.of("/proc/" + pids.get(i) + "/stat"));
-      // the command may hold spaces; the fields after it are fixed
-      String[] f = stat.substring(stat.lastIndexOf(')') + 2).split(" ");
-      long ticks = Long.parseLong(f[11]) + Long.parseLong(f[12]); // utime, stime
-      seconds[i] = ticks / (double) CLOCK_TICKS;
-    }
-    return seconds;
   }
 }

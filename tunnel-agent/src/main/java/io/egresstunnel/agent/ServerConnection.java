@@ -7,6 +7,7 @@ import io.egresstunnel.proto.GoAway;
 import io.egresstunnel.proto.Limits;
 import io.egresstunnel.proto.config.CommandErrors;
 import io.egresstunnel.proto.config.RateLimitedLog;
+import io.egresstunnel.proto.net.Addresses;
 import io.egresstunnel.proto.net.MaskingWebSocketFrameEncoder;
 import io.egresstunnel.proto.net.SlicingWebSocketFrameDecoder;
 import io.egresstunnel.proto.net.Transport;
@@ -34,8 +35,6 @@ import io.netty.handler.codec.http.websocketx.WebSocketClientProtocolHandler;
 import io.netty.handler.codec.http.websocketx.WebSocketDecoderConfig;
 import io.netty.handler.codec.http.websocketx.WebSocketFrameEncoder;
 import io.netty.handler.ssl.SslContext;
-import java.net.InetSocketAddress;
-import java.net.SocketAddress;
 import java.net.URI;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
@@ -428,17 +427,6 @@ final class ServerConnection {
     }
   }
 
-  /** {@code 10.0.0.5:8091} or {@code [fd00::5]:8091}, without a host name; null for null. */
-  private static String address(SocketAddress a) {
-    if (a instanceof InetSocketAddress i && i.getAddress() != null) {
-      String ip = i.getAddress().getHostAddress();
-      return (i.getAddress() instanceof java.net.Inet6Address ? "[" + ip + "]" : ip)
-          + ":"
-          + i.getPort();
-    }
-    return a == null ? null : a.toString();
-  }
-
   private static Duration max(Duration a, Duration b) {
     return a.compareTo(b) >= 0 ? a : b;
   }
@@ -514,8 +502,8 @@ final class ServerConnection {
       // A duplicate: say so, so that the server routes nothing new here, and close once drained.
       settled = true;
       long delay = tunnel.syncBackoff.nextDelayMillis();
-      String here = address(s.channel().remoteAddress());
-      String there = address(holder.channel().remoteAddress());
+      String here = Addresses.ip(s.channel().remoteAddress());
+      String there = Addresses.ip(holder.channel().remoteAddress());
       if (here != null && there != null && !here.equals(there)) {
         // Two addresses, one id: two servers configured alike (or one server reached both
         // directly and through a proxy). Tell this server too, so that its operator sees it.

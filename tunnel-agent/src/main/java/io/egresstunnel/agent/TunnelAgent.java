@@ -4,6 +4,7 @@ import io.egresstunnel.agent.policy.DialPolicy;
 import io.egresstunnel.proto.AgentHello;
 import io.egresstunnel.proto.Limits;
 import io.egresstunnel.proto.config.CommandErrors;
+import io.egresstunnel.proto.net.Addresses;
 import io.egresstunnel.proto.net.AdminHttp;
 import io.egresstunnel.proto.net.ReloadingSslContext;
 import io.egresstunnel.proto.net.TargetDialer;
@@ -244,7 +245,7 @@ public final class TunnelAgent implements AutoCloseable {
           CommandErrors.bindFailure("--admin-listen", address, bound.cause()));
     }
     adminChannel = bound.channel();
-    log.info("listening for admin on {}", adminChannel.localAddress());
+    log.info("listening for admin on {}", Addresses.text(adminChannel.localAddress()));
   }
 
   /**

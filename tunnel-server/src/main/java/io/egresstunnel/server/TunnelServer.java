@@ -3,6 +3,7 @@ package io.egresstunnel.server;
 import io.egresstunnel.proto.ErrorCode;
 import io.egresstunnel.proto.Limits;
 import io.egresstunnel.proto.config.CommandErrors;
+import io.egresstunnel.proto.net.Addresses;
 import io.egresstunnel.proto.net.AdminHttp;
 import io.egresstunnel.proto.net.HalfClose;
 import io.egresstunnel.proto.net.ReloadingSslContext;
@@ -233,7 +234,7 @@ public final class TunnelServer implements AutoCloseable {
       throw CommandErrors.bindFailure(flag, address, f.cause());
     }
     listeners.add(f.channel());
-    log.info("listening for {} on {}", what, f.channel().localAddress());
+    log.info("listening for {} on {}", what, Addresses.text(f.channel().localAddress()));
     return f.channel();
   }
 

@@ -1,11 +1,11 @@
 package io.egresstunnel.proto.config;
 
+import io.egresstunnel.proto.net.Addresses;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.io.UncheckedIOException;
 import java.net.BindException;
 import java.net.ConnectException;
-import java.net.InetSocketAddress;
 import java.net.SocketAddress;
 import java.net.UnknownHostException;
 import java.nio.file.AccessDeniedException;
@@ -228,7 +228,7 @@ public final class CommandErrors {
    * 127.0.0.1:8090: address already in use}.
    */
   public static IOException bindFailure(String flag, SocketAddress address, Throwable cause) {
-    return new Failure(flag + " " + format(address) + ": " + describe(cause), cause);
+    return new Failure(flag + " " + Addresses.text(address) + ": " + describe(cause), cause);
   }
 
   /** A runtime failure whose message is already worded for the user: printed as it is. */
@@ -242,14 +242,5 @@ public final class CommandErrors {
     public Failure(String message, Throwable cause) {
       super(message, cause);
     }
-  }
-
-  /** {@code 127.0.0.1:8090}, {@code [::1]:8090}, or a Unix socket's path. */
-  public static String format(SocketAddress address) {
-    if (address instanceof InetSocketAddress a) {
-      String host = a.getHostString();
-      return (host.contains(":") ? "[" + host + "]" : host) + ":" + a.getPort();
-    }
-    return String.valueOf(address);
   }
 }

@@ -14,6 +14,7 @@ import io.egresstunnel.proto.ProtocolException;
 import io.egresstunnel.proto.Reset;
 import io.egresstunnel.proto.ServerHello;
 import io.egresstunnel.proto.WindowUpdate;
+import io.egresstunnel.proto.net.Addresses;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelFutureListener;
 import io.netty.channel.ChannelHandlerContext;
@@ -277,7 +278,7 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
               AgentHello hello = role == Role.SERVER ? agentHello : ownHello;
               return new SessionStatus(
                   hello == null ? null : hello.nodeName(),
-                  io.egresstunnel.proto.status.StatusText.address(channel().remoteAddress()),
+                  Addresses.text(channel().remoteAddress()),
                   role == Role.SERVER
                       ? serverId
                       : (serverHello == null ? null : serverHello.serverId()),
@@ -799,7 +800,7 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
   }
 
   private String remote() {
-    return ctx == null ? "" : String.valueOf(ctx.channel().remoteAddress());
+    return ctx == null ? "" : Addresses.text(ctx.channel().remoteAddress());
   }
 
   static String hostPort(String host, int port) {

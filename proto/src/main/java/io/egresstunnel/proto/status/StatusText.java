@@ -1,7 +1,6 @@
 package io.egresstunnel.proto.status;
 
 import java.net.InetSocketAddress;
-import java.net.SocketAddress;
 import java.util.List;
 
 /** Aligned text tables and short units, for the status commands. */
@@ -60,19 +59,6 @@ public final class StatusText {
   /** Bytes per second, with the units of {@link #bytes}: {@code 0B/s}, {@code 12MiB/s}. */
   public static String rate(double bytesPerSecond) {
     return bytes(Math.round(Math.max(0, bytesPerSecond))) + "/s";
-  }
-
-  /**
-   * An address as {@code host:port} ({@code [v6]:port}), without the {@code /} that {@link
-   * InetSocketAddress#toString} puts before a literal; other addresses (a Unix socket) as their
-   * path; null as {@code -}.
-   */
-  public static String address(SocketAddress a) {
-    if (a instanceof InetSocketAddress i) {
-      String host = i.getHostString();
-      return (host.indexOf(':') >= 0 ? "[" + host + "]" : host) + ":" + i.getPort();
-    }
-    return a == null ? "-" : a.toString();
   }
 
   /**

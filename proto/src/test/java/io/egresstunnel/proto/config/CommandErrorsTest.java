@@ -94,7 +94,7 @@ class CommandErrorsTest {
         .isEqualTo("address already in use");
     assertThat(CommandErrors.describe(new IllegalArgumentException("--x: permission denied")))
         .isEqualTo("--x: permission denied");
-    assertThat(CommandErrors.format(new InetSocketAddress("::1", 8091)))
+    assertThat(io.egresstunnel.proto.net.Addresses.text(new InetSocketAddress("::1", 8091)))
         .isEqualTo("[0:0:0:0:0:0:0:1]:8091");
   }
 }

@@ -48,11 +48,16 @@ class WatchTest {
 
   @Test
   void addressesPrintWithoutTheSlashOfInetAddress() throws Exception {
-    assertThat(StatusText.address(new InetSocketAddress(InetAddress.getByName("10.0.0.12"), 41822)))
+    assertThat(
+            io.egresstunnel.proto.net.Addresses.text(
+                new InetSocketAddress(InetAddress.getByName("10.0.0.12"), 41822)))
         .isEqualTo("10.0.0.12:41822");
-    assertThat(StatusText.address(new InetSocketAddress(InetAddress.getByName("::1"), 8091)))
+    assertThat(
+            io.egresstunnel.proto.net.Addresses.text(
+                new InetSocketAddress(InetAddress.getByName("::1"), 8091)))
         .isEqualTo("[0:0:0:0:0:0:0:1]:8091");
-    assertThat(StatusText.address((java.net.SocketAddress) null)).isEqualTo("-");
+    assertThat(io.egresstunnel.proto.net.Addresses.text((java.net.SocketAddress) null))
+        .isEqualTo("-");
     assertThat(StatusText.address("/10.0.0.12:41822")).isEqualTo("10.0.0.12:41822");
     assertThat(StatusText.address("node-a/10.0.0.12:41822")).isEqualTo("10.0.0.12:41822");
     assertThat(StatusText.address("/run/egress-tunnel/connect.sock"))

@@ -1,6 +1,7 @@
 package io.egresstunnel.server.agents;
 
 import io.egresstunnel.proto.config.RateLimitedLog;
+import io.egresstunnel.proto.net.Addresses;
 import io.egresstunnel.proto.session.SessionPipeline;
 import io.egresstunnel.proto.session.UpgradeRefusal;
 import io.egresstunnel.server.PeerCertificates;
@@ -170,7 +171,7 @@ public final class AgentAuthHandler extends ChannelInboundHandlerAdapter {
       log.debug(
           "agent {} from {} authenticated for node {}",
           verdict.identity(),
-          ctx.channel().remoteAddress(),
+          Addresses.text(ctx.channel().remoteAddress()),
           verdict.node());
     }
     ctx.channel().attr(AUTHENTICATED_NODE).set(verdict.node());
@@ -189,7 +190,7 @@ public final class AgentAuthHandler extends ChannelInboundHandlerAdapter {
     refusals.warn(
         verdict.status().code() + " " + verdict.reason(),
         "refused agent upgrade from {} (node {}): {} {}: {}",
-        ctx.channel().remoteAddress(),
+        Addresses.text(ctx.channel().remoteAddress()),
         node,
         verdict.status().code(),
         verdict.refusal().label,

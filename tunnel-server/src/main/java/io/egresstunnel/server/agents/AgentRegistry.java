@@ -8,6 +8,7 @@ import io.egresstunnel.proto.AgentHello;
 import io.egresstunnel.proto.ErrorCode;
 import io.egresstunnel.proto.GoAway;
 import io.egresstunnel.proto.config.RateLimitedLog;
+import io.egresstunnel.proto.net.Addresses;
 import io.egresstunnel.proto.session.TunnelSession;
 import io.egresstunnel.routing.DeclaredRouter;
 import io.egresstunnel.routing.KubernetesRouteSource;
@@ -206,8 +207,8 @@ public final class AgentRegistry implements TunnelSession.Listener {
     log.info(
         "agent connected: node {} from {}, addresses {}, pod CIDRs {}, kubelet port {}{}{}",
         hello.nodeName(),
-        session.channel().remoteAddress(),
-        hello.addresses(),
+        Addresses.text(session.channel().remoteAddress()),
+        Addresses.text(hello.addresses()),
         hello.podCidrs(),
         hello.kubeletPort(),
         served.isEmpty()
@@ -226,7 +227,7 @@ public final class AgentRegistry implements TunnelSession.Listener {
           "agent for node {} at {} closed its session: {}. Two servers share this server's id;"
               + " the agent cannot keep a tunnel to both (give each server its own --server-id)",
           nodeOf(session),
-          session.channel().remoteAddress(),
+          Addresses.text(session.channel().remoteAddress()),
           goAway.message());
       return;
     }
@@ -255,7 +256,9 @@ public final class AgentRegistry implements TunnelSession.Listener {
       departed.put(hello.nodeName(), Boolean.TRUE); // its 503s last until it is forgotten
     }
     log.info(
-        "agent disconnected: node {} ({})", hello.nodeName(), session.channel().remoteAddress());
+        "agent disconnected: node {} ({})",
+        hello.nodeName(),
+        Addresses.text(session.channel().remoteAddress()));
   }
 
   /**
@@ -273,8 +276,8 @@ public final class AgentRegistry implements TunnelSession.Listener {
               + " its open streams{}";
       Object[] args = {
         nodeOf(session),
-        session.channel().remoteAddress(),
-        old.channel().remoteAddress(),
+        Addresses.text(session.channel().remoteAddress()),
+        Addresses.text(old.channel().remoteAddress()),
         old.isDraining() ? " (draining)" : " and is still live: two agents for one node?"
       };
       if (old.isDraining()) {

@@ -1,6 +1,7 @@
 package io.egresstunnel.server.doctor;
 
 import io.egresstunnel.proto.config.Units;
+import io.egresstunnel.proto.net.Addresses;
 import io.egresstunnel.proto.status.AdminClient;
 import io.egresstunnel.proto.status.StatusText;
 import io.egresstunnel.server.admin.ServerStatus;
@@ -685,7 +686,7 @@ public final class DoctorCommand implements Callable<Integer> {
           serverName = serverNames.isEmpty() ? host : serverNames.get(0);
           address = new InetSocketAddress(host, listen.getPort());
         }
-        where = " through " + StatusText.address(address) + (tls ? " (TLS)" : "");
+        where = " through " + Addresses.text(address) + (tls ? " (TLS)" : "");
         ConnectProbe.Tls identity = null;
         if (tls) {
           identity = tlsIdentity(serverName);

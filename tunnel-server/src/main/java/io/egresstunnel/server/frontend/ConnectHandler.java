@@ -1,6 +1,7 @@
 package io.egresstunnel.server.frontend;
 
 import io.egresstunnel.proto.metrics.TunnelMetrics;
+import io.egresstunnel.proto.net.Addresses;
 import io.egresstunnel.proto.net.HalfClose;
 import io.egresstunnel.proto.net.Splice;
 import io.egresstunnel.proto.session.TunnelStream;
@@ -316,7 +317,7 @@ public final class ConnectHandler extends ChannelInboundHandlerAdapter {
     if (log.isDebugEnabled()) {
       log.debug(
           "CONNECT from {} answered {}: {}",
-          ctx.channel().remoteAddress(),
+          Addresses.text(ctx.channel().remoteAddress()),
           response.status(),
           response.content().toString(StandardCharsets.UTF_8).trim());
     }

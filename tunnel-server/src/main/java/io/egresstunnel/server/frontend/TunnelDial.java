@@ -1,6 +1,7 @@
 package io.egresstunnel.server.frontend;
 
 import io.egresstunnel.proto.DialStatus;
+import io.egresstunnel.proto.net.Addresses;
 import io.egresstunnel.proto.net.TargetDialer;
 import io.egresstunnel.proto.session.DialFailedException;
 import io.egresstunnel.proto.session.TunnelSession;
@@ -324,7 +325,7 @@ final class TunnelDial {
                   "node {}: the session from {} answered neither a dial nor a ping within {} ms;"
                       + " the dial to {} moves to the session from {}",
                   node,
-                  session.channel().remoteAddress(),
+                  Addresses.text(session.channel().remoteAddress()),
                   wait,
                   target,
                   next.channel().remoteAddress());

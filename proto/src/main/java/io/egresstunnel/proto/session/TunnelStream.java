@@ -355,7 +355,9 @@ public final class TunnelStream {
         maybeReadLocal();
       }
       case HALF_CLOSED_LOCAL -> {
-        shutdownLocalOutput();
+        // Both ways are done: the graceful close writes what is held, then closes the socket,
+        // which ends its output as a shutdown would. No shutdown first: it costs a syscall, and
+        // Netty builds an exception with a stack trace for each one.
         finishedBothWays = true;
         terminate(null);
       }

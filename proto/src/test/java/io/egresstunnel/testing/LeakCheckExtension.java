@@ -11,9 +11,23 @@ import org.junit.jupiter.api.extension.ExtensionContext;
  * by that test ({@link LeakCheck#collectUntil}).
  */
 public final class LeakCheckExtension implements BeforeEachCallback, AfterEachCallback {
+  /** Whether logback is on the test class path (not every module's tests log through it). */
+  private static final boolean LOGBACK = onClassPath("ch.qos.logback.classic.LoggerContext");
+
+  private static boolean onClassPath(String className) {
+    try {
+      Class.forName(className, false, LeakCheckExtension.class.getClassLoader());
+      return true;
+    } catch (ClassNotFoundException e) {
+      return false;
+    }
+  }
 
   @Override
   public void beforeEach(ExtensionContext context) {
+    if (LOGBACK) {
+      NettyWarningAppender.install(); // an earlier test's main may have reset logback
+    }
     // Reports that surface now come from earlier tests' garbage; they were checked there already,
     // but a late one must not be charged to this test, so surface and report them separately.
     NettyWarnings.drain(); // charged to the test that ran then, if any

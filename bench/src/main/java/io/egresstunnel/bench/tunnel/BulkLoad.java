@@ -1,11 +1,8 @@
 package io.egresstunnel.bench.tunnel;
 
-import io.netty.handler.ssl.JdkSslContext;
-import io.netty.handler.ssl.SslContextBuilder;
-import io.netty.handler.ssl.SslProvider;
+import io.egresstunnel.bench.tunnel.LoadSupport.Via;
 import java.io.DataInputStream;
 import java.io.DataOutputStream;
-import java.io.File;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
@@ -13,17 +10,14 @@ import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.net.ServerSocket;
 import java.net.Socket;
-import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
-import javax.net.ssl.SSLContext;
 
 /**
  * Bulk throughput through HTTP CONNECT proxies beside a direct connection, in one client process
@@ -34,15 +28,14 @@ import javax.net.ssl.SSLContext;
  * a direction byte and an 8-byte count. {@code F} (forward, client → target): the target reads that
  * many bytes, then answers one byte. {@code R} (reverse, target → client): it writes that many. A
  * measurement ends when the last byte has arrived, so nothing in flight is counted, and no
- * half-close is needed (TLS has none in the JDK).
+ * half-close is needed.
  *
- * <p>{@code run --target HOST:PORT --via NAME=HOST:PORT ... [--via direct] [--tls NAME=CERT,KEY,CA]
- * [--pids NAME=PID[,PID]] [--streams 1] [--seconds 5] [--runs 3] [--reverse]} prints a Markdown
- * table: per path the median rate, its ratio to the first proxy named {@code squid} and to {@code
- * direct}, and the CPU-seconds per GB of its processes. A run starts with one unreported transfer
- * per path, which warms the JIT up and sizes the transfers to last about {@code --seconds}; with
- * {@code --runs 0} that first transfer (256 MiB in all) is what is reported: on fresh processes,
- * the cost of a cold JIT.
+ * <p>{@code run --target HOST:PORT --via NAME=HOST:PORT ... [--via direct] [--pids NAME=PID[,PID]]
+ * [--streams 1] [--seconds 5] [--runs 3] [--reverse]} prints a Markdown table: per path the median
+ * rate, its ratio to the first proxy named {@code squid} and to {@code direct}, and the CPU-seconds
+ * per GB of its processes. A run starts with one unreported transfer per path, which warms the JIT
+ * up and sizes the transfers to last about {@code --seconds}; with {@code --runs 0} that first
+ * transfer (256 MiB in all) is what is reported: on fresh processes, the cost of a cold JIT.
  */
 public final class BulkLoad {
   private static final int BUFFER = 128 * 1024;
@@ -52,7 +45,7 @@ public final class BulkLoad {
 
   public static void main(String[] args) throws Exception {
     if (args.length == 0 || !(args[0].equals("serve") || args[0].equals("run"))) {
-      LoadArgs.usage("BulkLoad", "the first argument is serve or run");
+      LoadSupport.usage("BulkLoad", "the first argument is serve or run");
     }
     if (args[0].equals("serve")) {
       serve(args);
@@ -65,9 +58,9 @@ public final class BulkLoad {
 
   private static void serve(String[] args) throws IOException {
     if (args.length != 3 || !args[1].equals("--listen")) {
-      LoadArgs.usage("BulkLoad", "serve takes --listen HOST:PORT");
+      LoadSupport.usage("BulkLoad", "serve takes --listen HOST:PORT");
     }
-    InetSocketAddress at = LoadArgs.address(args[2]);
+    InetSocketAddress at = LoadSupport.address(args[2]);
     ExecutorService threads = Executors.newCachedThreadPool();
     try (ServerSocket server = new ServerSocket()) {
       server.bind(
@@ -120,9 +113,6 @@ public final class BulkLoad {
 
   // ---- the client ----
 
-  /** One way to the target: through a proxy (plain or TLS) or direct. */
-  record Via(String name, InetSocketAddress proxy, SSLContext tls, List<Long> pids) {}
-
   /** One measurement: bytes moved, seconds taken, CPU-seconds the path's processes spent. */
   record Sample(long bytes, double seconds, double[] cpuSeconds) {
     double gbitPerSecond() {
@@ -132,51 +122,26 @@ public final class BulkLoad {
 
   private static void run(String[] args) throws Exception {
     InetSocketAddress target = null;
-    Map<String, InetSocketAddress> vias = new LinkedHashMap<>();
-    Map<String, SSLContext> tls = new LinkedHashMap<>();
-    Map<String, List<Long>> pids = new LinkedHashMap<>();
+    LoadSupport.Vias vias = new LoadSupport.Vias();
     int streams = 1;
     int seconds = 5;
     int runs = 3;
     boolean reverse = false;
     for (int i = 1; i < args.length; i++) {
-      String value = i + 1 < args.length ? args[i + 1] : "";
       switch (args[i]) {
-        case "--target" -> target = LoadArgs.address(args[++i]);
-        case "--via" -> {
-          i++;
-          if (value.equals("direct")) {
-            vias.put("direct", null);
-          } else {
-            String[] kv = value.split("=", 2);
-            vias.put(kv[0], LoadArgs.address(kv[1]));
-          }
-        }
-        case "--tls" -> {
-          i++;
-          String[] kv = value.split("=", 2);
-          String[] files = kv[1].split(",");
-          tls.put(kv[0], clientContext(files[0], files[1], files[2]));
-        }
-        case "--pids" -> {
-          i++;
-          String[] kv = value.split("=", 2);
-          pids.put(kv[0], Arrays.stream(kv[1].split(",")).map(Long::valueOf).toList());
-        }
+        case "--target" -> target = LoadSupport.address(args[++i]);
+        case "--via", "--pids" -> vias.take(args[i], args[++i]);
         case "--streams" -> streams = Integer.parseInt(args[++i]);
         case "--seconds" -> seconds = Integer.parseInt(args[++i]);
         case "--runs" -> runs = Integer.parseInt(args[++i]);
         case "--reverse" -> reverse = true;
-        default -> LoadArgs.usage("BulkLoad", "unknown argument " + args[i]);
+        default -> LoadSupport.usage("BulkLoad", "unknown argument " + args[i]);
       }
     }
-    if (target == null || vias.isEmpty()) {
-      LoadArgs.usage("BulkLoad", "run needs --target and at least one --via");
+    List<Via> paths = vias.list();
+    if (target == null || paths.isEmpty()) {
+      LoadSupport.usage("BulkLoad", "run needs --target and at least one --via");
     }
-    List<Via> paths = new ArrayList<>();
-    vias.forEach(
-        (name, proxy) ->
-            paths.add(new Via(name, proxy, tls.get(name), pids.getOrDefault(name, List.of()))));
     ExecutorService pool = Executors.newCachedThreadPool();
     Map<String, List<Sample>> samples = new LinkedHashMap<>();
     Map<String, Long> perStream = new LinkedHashMap<>();
@@ -199,53 +164,32 @@ public final class BulkLoad {
   }
 
   private static void print(Map<String, List<Sample>> samples) {
-    double squid = medianRate(samples.get("squid"));
-    double direct = medianRate(samples.get("direct"));
+    double squid = medianRate(samples.getOrDefault("squid", List.of()));
+    double direct = medianRate(samples.getOrDefault("direct", List.of()));
     System.out.println(
         "| path | Gbit/s, median (each run) | × squid | × direct | CPU-s per GB (per process) |");
     System.out.println("|---|---|---|---|---|");
     samples.forEach(
         (name, list) -> {
           double rate = medianRate(list);
-          double bytes = list.stream().mapToLong(Sample::bytes).sum();
-          double gb = bytes / 1e9;
-          double[] cpu = new double[list.get(0).cpuSeconds().length];
-          for (Sample s : list) {
-            for (int i = 0; i < cpu.length; i++) {
-              cpu[i] += s.cpuSeconds()[i];
-            }
-          }
-          double total = Arrays.stream(cpu).sum();
-          String perProcess =
-              cpu.length < 2
-                  ? ""
-                  : " ("
-                      + String.join(
-                          " + ", Arrays.stream(cpu).mapToObj(c -> fmt("%.2f", c / gb)).toList())
-                      + ")";
+          double gb = list.stream().mapToLong(Sample::bytes).sum() / 1e9;
+          double[] cpu = LoadSupport.sum(list.stream().map(Sample::cpuSeconds).toList());
           String runs =
-              String.join(" ", list.stream().map(s -> fmt("%.2f", s.gbitPerSecond())).toList());
+              String.join(
+                  " ", list.stream().map(s -> LoadSupport.fmt("%.2f", s.gbitPerSecond())).toList());
           System.out.printf(
               "| %s | **%.2f** (%s) | %s | %s | %s |%n",
               name,
               rate,
               runs,
-              Double.isNaN(squid) ? "—" : fmt("%.2f×", rate / squid),
-              Double.isNaN(direct) ? "—" : fmt("%.2f×", rate / direct),
-              cpu.length == 0 ? "—" : fmt("%.2f", total / gb) + perProcess);
+              LoadSupport.ratio(rate, squid),
+              LoadSupport.ratio(rate, direct),
+              LoadSupport.cpuCell(cpu, gb, "%.2f"));
         });
   }
 
-  private static String fmt(String format, double v) {
-    return String.format(Locale.ROOT, format, v);
-  }
-
   private static double medianRate(List<Sample> list) {
-    if (list == null || list.isEmpty()) {
-      return Double.NaN;
-    }
-    double[] r = list.stream().mapToDouble(Sample::gbitPerSecond).sorted().toArray();
-    return r.length % 2 == 1 ? r[r.length / 2] : (r[r.length / 2 - 1] + r[r.length / 2]) / 2;
+    return LoadSupport.median(list.stream().mapToDouble(Sample::gbitPerSecond));
   }
 
   private static Sample measure(
@@ -260,7 +204,7 @@ public final class BulkLoad {
     for (int i = 0; i < streams; i++) {
       sockets.add(open(p, target, reverse ? 'R' : 'F', perStream));
     }
-    double[] cpuBefore = LoadArgs.cpuSeconds(p.pids());
+    double[] cpuBefore = LoadSupport.cpuSeconds(p.pids());
     long start = System.nanoTime();
     List<Future<Long>> moved = new ArrayList<>();
     for (Socket s : sockets) {
@@ -271,10 +215,7 @@ public final class BulkLoad {
       bytes += f.get();
     }
     double elapsed = (System.nanoTime() - start) / 1e9;
-    double[] cpu = LoadArgs.cpuSeconds(p.pids());
-    for (int i = 0; i < cpu.length; i++) {
-      cpu[i] -= cpuBefore[i];
-    }
+    double[] cpu = LoadSupport.cpuSecondsSince(cpuBefore, p.pids());
     for (Socket s : sockets) {
       s.close();
     }
@@ -312,55 +253,11 @@ public final class BulkLoad {
 
   private static Socket open(Via p, InetSocketAddress target, char direction, long count)
       throws IOException {
-    Socket s;
-    if (p.proxy() == null) {
-      s = new Socket(target.getAddress(), target.getPort());
-    } else {
-      Socket raw = new Socket(p.proxy().getAddress(), p.proxy().getPort());
-      s =
-          p.tls() == null
-              ? raw
-              : p.tls()
-                  .getSocketFactory()
-                  .createSocket(raw, p.proxy().getHostString(), p.proxy().getPort(), true);
-      String t = target.getHostString() + ":" + target.getPort();
-      OutputStream out = s.getOutputStream();
-      out.write(
-          ("CONNECT " + t + " HTTP/1.1\r\nHost: " + t + "\r\n\r\n")
-              .getBytes(StandardCharsets.US_ASCII));
-      out.flush();
-      String head = readHead(s.getInputStream());
-      if (!head.startsWith("HTTP/1.1 200") && !head.startsWith("HTTP/1.0 200")) {
-        throw new IOException(p.name() + " answered " + head.lines().findFirst().orElse(""));
-      }
-    }
-    s.setTcpNoDelay(true);
+    Socket s = LoadSupport.open(p.proxy(), target);
     DataOutputStream out = new DataOutputStream(s.getOutputStream());
     out.write(direction);
     out.writeLong(count);
     out.flush();
     return s;
-  }
-
-  private static String readHead(InputStream in) throws IOException {
-    StringBuilder head = new StringBuilder();
-    while (!head.toString().endsWith("\r\n\r\n")) {
-      int b = in.read();
-      if (b < 0) {
-        throw new IOException("the proxy closed during CONNECT: " + head);
-      }
-      head.append((char) b);
-    }
-    return head.toString();
-  }
-
-  private static SSLContext clientContext(String cert, String key, String ca) throws IOException {
-    return ((JdkSslContext)
-            SslContextBuilder.forClient()
-                .sslProvider(SslProvider.JDK)
-                .keyManager(new File(cert), new File(key))
-                .trustManager(new File(ca))
-                .build())
-        .context();
   }
 }

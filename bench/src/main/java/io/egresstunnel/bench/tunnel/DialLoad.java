@@ -6,7 +6,6 @@ import java.io.InputStream;
 import java.io.OutputStream;
 import java.net.InetSocketAddress;
 import java.net.Socket;
-import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.ExecutorService;
@@ -151,32 +150,8 @@ public final class DialLoad {
 
   private static Conn connect(InetSocketAddress proxy, InetSocketAddress target)
       throws IOException {
-    Socket s = new Socket();
-    s.setTcpNoDelay(true);
-    s.connect(proxy);
-    OutputStream out = s.getOutputStream();
-    out.write(
-        ("CONNECT "
-                + target.getAddress().getHostAddress()
-                + ":"
-                + target.getPort()
-                + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-            .getBytes(StandardCharsets.US_ASCII));
-    InputStream in = s.getInputStream();
-    StringBuilder head = new StringBuilder();
-    while (!head.toString().endsWith("\r\n\r\n")) {
-      int b = in.read();
-      if (b < 0) {
-        s.close();
-        throw new IOException("proxy closed: " + head);
-      }
-      head.append((char) b);
-    }
-    if (!head.toString().startsWith("HTTP/1.1 200")) {
-      s.close();
-      throw new IOException("CONNECT refused: " + head);
-    }
-    return new Pipe(in, out, s);
+    Socket s = LoadSupport.open(proxy, target);
+    return new Pipe(s.getInputStream(), s.getOutputStream(), s);
   }
 
   /** Dials per second: open, one byte out, its echo back, close; {@code concurrency} at once. */

@@ -1,5 +1,6 @@
 package io.egresstunnel.bench.tunnel;
 
+import io.egresstunnel.bench.tunnel.LoadSupport.Via;
 import io.egresstunnel.proto.net.Transport;
 import io.netty.bootstrap.Bootstrap;
 import io.netty.bootstrap.ServerBootstrap;
@@ -20,7 +21,6 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
@@ -46,8 +46,6 @@ public final class DialRate {
 
   private DialRate() {}
 
-  record Via(String name, InetSocketAddress proxy, List<Long> pids) {}
-
   record Sample(long dials, long failures, double seconds, long[] nanos, double[] cpuSeconds) {
     double rate() {
       return dials / seconds;
@@ -56,44 +54,28 @@ public final class DialRate {
 
   public static void main(String[] args) throws Exception {
     InetSocketAddress target = null;
-    Map<String, InetSocketAddress> vias = new LinkedHashMap<>();
-    Map<String, List<Long>> pids = new LinkedHashMap<>();
+    LoadSupport.Vias vias = new LoadSupport.Vias();
     int concurrency = 64;
     int seconds = 5;
     int runs = 3;
     for (int i = 0; i < args.length; i++) {
-      String value = i + 1 < args.length ? args[i + 1] : "";
       switch (args[i]) {
-        case "--target" -> target = LoadArgs.address(args[++i]);
-        case "--via" -> {
-          i++;
-          if (value.equals("direct")) {
-            vias.put("direct", null);
-          } else {
-            String[] kv = value.split("=", 2);
-            vias.put(kv[0], LoadArgs.address(kv[1]));
-          }
-        }
-        case "--pids" -> {
-          i++;
-          String[] kv = value.split("=", 2);
-          pids.put(kv[0], Arrays.stream(kv[1].split(",")).map(Long::valueOf).toList());
-        }
+        case "--target" -> target = LoadSupport.address(args[++i]);
+        case "--via", "--pids" -> vias.take(args[i], args[++i]);
         case "--concurrency" -> concurrency = Integer.parseInt(args[++i]);
         case "--seconds" -> seconds = Integer.parseInt(args[++i]);
         case "--runs" -> runs = Integer.parseInt(args[++i]);
-        default -> LoadArgs.usage("DialRate", "unknown argument " + args[i]);
+        default -> LoadSupport.usage("DialRate", "unknown argument " + args[i]);
       }
     }
-    if (target == null || vias.isEmpty()) {
-      LoadArgs.usage("DialRate", "needs --target and at least one --via");
+    List<Via> paths = vias.list();
+    if (target == null || paths.isEmpty()) {
+      LoadSupport.usage("DialRate", "needs --target and at least one --via");
     }
     EventLoopGroup targetGroup = Transport.newGroup(1, new DefaultThreadFactory("target", true));
     EventLoopGroup clientGroup = Transport.newGroup(1, new DefaultThreadFactory("client", true));
     try {
       Channel echo = startEcho(targetGroup, target);
-      List<Via> paths = new ArrayList<>();
-      vias.forEach((n, p) -> paths.add(new Via(n, p, pids.getOrDefault(n, List.of()))));
       for (Via p : paths) { // warm-up, unreported: the JIT needs tens of thousands of dials
         measure(clientGroup, p, target, Math.max(concurrency, 16), seconds);
       }
@@ -163,7 +145,7 @@ public final class DialRate {
             .group(group)
             .channel(Transport.socketChannel())
             .option(ChannelOption.TCP_NODELAY, true);
-    double[] cpuBefore = LoadArgs.cpuSeconds(p.pids());
+    double[] cpuBefore = LoadSupport.cpuSeconds(p.pids());
     long start = System.nanoTime();
     Runnable[] next = new Runnable[1];
     next[0] =
@@ -213,10 +195,7 @@ public final class DialRate {
     }
     finished.await();
     double elapsed = (System.nanoTime() - start) / 1e9;
-    double[] cpu = LoadArgs.cpuSeconds(p.pids());
-    for (int i = 0; i < cpu.length; i++) {
-      cpu[i] -= cpuBefore[i];
-    }
+    double[] cpu = LoadSupport.cpuSecondsSince(cpuBefore, p.pids());
     int n = (int) Math.min(recorded.get(), nanos.length);
     long[] times = Arrays.copyOf(nanos, n);
     Arrays.sort(times);
@@ -255,10 +234,10 @@ public final class DialRate {
       ByteBuf in = (ByteBuf) msg;
       try {
         if (!connected) {
-          while (in.isReadable() && !head.toString().endsWith("\r\n\r\n")) {
+          while (in.isReadable() && !LoadSupport.headEnded(head)) {
             head.append((char) in.readByte());
           }
-          if (!head.toString().endsWith("\r\n\r\n")) {
+          if (!LoadSupport.headEnded(head)) {
             return;
           }
           if (!head.toString().startsWith("HTTP/1.1 200")) {
@@ -297,10 +276,9 @@ public final class DialRate {
   }
 
   private static void print(Map<String, List<Sample>> samples) {
-    double squid = median(samples.get("squid"));
-    double direct = median(samples.get("direct"));
-    double directP50 =
-        samples.containsKey("direct") ? percentile(samples.get("direct"), 0.5) : Double.NaN;
+    double squid = median(samples.getOrDefault("squid", List.of()));
+    double direct = median(samples.getOrDefault("direct", List.of()));
+    double directP50 = percentile(samples.getOrDefault("direct", List.of()), 0.5);
     System.out.println(
         "| path | dials/s, median (each run) | × squid | × direct | ms per dial, p50 / p99"
             + " | ms added (p50) | CPU-ms per dial (per process) | failed |");
@@ -310,47 +288,27 @@ public final class DialRate {
           double rate = median(list);
           long dials = list.stream().mapToLong(Sample::dials).sum();
           long failures = list.stream().mapToLong(Sample::failures).sum();
-          double[] cpu = new double[list.get(0).cpuSeconds().length];
-          for (Sample s : list) {
-            for (int i = 0; i < cpu.length; i++) {
-              cpu[i] += s.cpuSeconds()[i];
-            }
-          }
+          double[] cpu = LoadSupport.sum(list.stream().map(Sample::cpuSeconds).toList());
           double p50 = percentile(list, 0.5);
-          double p99 = percentile(list, 0.99);
-          String perProcess =
-              cpu.length < 2
-                  ? ""
-                  : " ("
-                      + String.join(
-                          " + ",
-                          Arrays.stream(cpu).mapToObj(c -> fmt("%.3f", c * 1000 / dials)).toList())
-                      + ")";
           System.out.printf(
               "| %s | **%.0f** (%s) | %s | %s | %.3f / %.3f | %s | %s | %d |%n",
               name,
               rate,
-              String.join(" ", list.stream().map(s -> fmt("%.0f", s.rate())).toList()),
-              Double.isNaN(squid) ? "—" : fmt("%.2f×", rate / squid),
-              Double.isNaN(direct) ? "—" : fmt("%.2f×", rate / direct),
+              String.join(" ", list.stream().map(s -> LoadSupport.fmt("%.0f", s.rate())).toList()),
+              LoadSupport.ratio(rate, squid),
+              LoadSupport.ratio(rate, direct),
               p50,
-              p99,
+              percentile(list, 0.99),
               Double.isNaN(directP50) || name.equals("direct")
                   ? "—"
-                  : fmt("%+.3f", p50 - directP50),
-              cpu.length == 0
-                  ? "—"
-                  : fmt("%.3f", Arrays.stream(cpu).sum() * 1000 / dials) + perProcess,
+                  : LoadSupport.fmt("%+.3f", p50 - directP50),
+              LoadSupport.cpuCell(cpu, dials / 1000.0, "%.3f"),
               failures);
         });
   }
 
   private static double median(List<Sample> list) {
-    if (list == null || list.isEmpty()) {
-      return Double.NaN;
-    }
-    double[] r = list.stream().mapToDouble(Sample::rate).sorted().toArray();
-    return r.length % 2 == 1 ? r[r.length / 2] : (r[r.length / 2 - 1] + r[r.length / 2]) / 2;
+    return LoadSupport.median(list.stream().mapToDouble(Sample::rate));
   }
 
   /** The {@code q} quantile of the dial times of all runs, in milliseconds. */
@@ -360,9 +318,5 @@ public final class DialRate {
       return Double.NaN;
     }
     return all[(int) Math.min(all.length - 1, Math.floor(q * all.length))] / 1e6;
-  }
-
-  private static String fmt(String format, double v) {
-    return String.format(Locale.ROOT, format, v);
   }
 }

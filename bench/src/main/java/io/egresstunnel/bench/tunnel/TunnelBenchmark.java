@@ -13,7 +13,6 @@ import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.net.ServerSocket;
 import java.net.Socket;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -246,34 +245,7 @@ public class TunnelBenchmark {
 
   /** A socket to {@code target}: direct, or through the proxy after a 200 to the CONNECT. */
   private Socket open(Target target) throws IOException {
-    Socket s = new Socket();
-    s.setTcpNoDelay(true);
-    if (proxy == null) {
-      s.connect(target.address());
-      return s;
-    }
-    s.connect(proxy);
-    String t = target.address().getAddress().getHostAddress() + ":" + target.address().getPort();
-    OutputStream out = s.getOutputStream();
-    out.write(
-        ("CONNECT " + t + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-            .getBytes(StandardCharsets.US_ASCII));
-    out.flush();
-    InputStream in = s.getInputStream();
-    StringBuilder head = new StringBuilder();
-    while (!head.toString().endsWith("\r\n\r\n")) {
-      int b = in.read();
-      if (b < 0) {
-        throw new IOException("proxy closed: " + head);
-      }
-      head.append((char) b);
-    }
-    if (!head.toString().startsWith("HTTP/1.1 200")
-        && !head.toString().startsWith("HTTP/1.0 200")) {
-      s.close();
-      throw new IOException("CONNECT refused: " + head);
-    }
-    return s;
+    return LoadSupport.open(proxy, target.address());
   }
 
   private InetSocketAddress startSquid() throws Exception {

@@ -37,17 +37,7 @@ public final class StatusCommand implements Callable<Integer> {
         spec.commandLine().getOut(),
         spec.commandLine().getErr(),
         admin,
-        new StatusView.Renderer<AgentStatus.Report>() {
-          @Override
-          public AgentStatus.Report parse(String json) throws Exception {
-            return AgentStatus.fromJson(json);
-          }
-
-          @Override
-          public String table(
-              AgentStatus.Report now, AgentStatus.Report previous, long elapsedNanos) {
-            return AgentStatus.toTable(now, previous, elapsedNanos);
-          }
-        });
+        AgentStatus::fromJson,
+        AgentStatus::toTable);
   }
 }

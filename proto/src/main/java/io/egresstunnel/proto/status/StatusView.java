@@ -5,6 +5,7 @@ import java.io.PrintWriter;
 import java.time.Duration;
 import java.time.LocalTime;
 import java.time.temporal.ChronoUnit;
+import java.util.concurrent.atomic.AtomicReference;
 import picocli.CommandLine.Option;
 
 /**
@@ -13,15 +14,18 @@ import picocli.CommandLine.Option;
  * with {@code --watch} refreshed every {@code --interval}.
  */
 public final class StatusView {
-  /** How one command reads and shows its {@code /status} answer. */
-  public interface Renderer<R> {
-    /** The report in a {@code /status} answer. */
+  /** How one command reads its {@code /status} answer. */
+  @FunctionalInterface
+  public interface Parser<R> {
     R parse(String json) throws Exception;
+  }
 
-    /**
-     * {@code now} as tables; with {@code previous} (null on the first) taken {@code elapsedNanos}
-     * before, also what changed per second.
-     */
+  /**
+   * How one command shows a report as tables: {@code now}, and with {@code previous} (null on the
+   * first) taken {@code elapsedNanos} before, also what changed per second.
+   */
+  @FunctionalInterface
+  public interface Tables<R> {
     String table(R now, R previous, long elapsedNanos);
   }
 
@@ -54,13 +58,18 @@ public final class StatusView {
    * be read, 2 for a usage error. {@code command} names the command in error messages.
    */
   public <R> int run(
-      String command, PrintWriter out, PrintWriter err, String admin, Renderer<R> renderer)
+      String command,
+      PrintWriter out,
+      PrintWriter err,
+      String admin,
+      Parser<R> parser,
+      Tables<R> tables)
       throws Exception {
     AdminClient client = new AdminClient(admin);
     try {
       if (!watch) {
         String body = client.getOk("/status");
-        out.print(json ? body : renderer.table(renderer.parse(body), null, 0));
+        out.print(json ? body : tables.table(parser.parse(body), null, 0));
         out.flush();
         return 0;
       }
@@ -75,23 +84,21 @@ public final class StatusView {
         err.println(command + ": " + e.getMessage());
         return 2;
       }
-      Object[] previous = {null};
+      AtomicReference<R> previous = new AtomicReference<>();
       Watch.run(
           out,
           System.console() != null,
           every,
           count,
           elapsed -> {
-            R now = renderer.parse(client.getOk("/status"));
-            @SuppressWarnings("unchecked")
-            R before = (R) previous[0];
-            previous[0] = now;
+            R now = parser.parse(client.getOk("/status"));
+            R before = previous.getAndSet(now);
             return "every "
                 + interval
                 + ", "
                 + LocalTime.now().truncatedTo(ChronoUnit.SECONDS)
                 + " (Ctrl-C quits)\n"
-                + renderer.table(now, before, elapsed);
+                + tables.table(now, before, elapsed);
           });
       return 0;
     } catch (AdminClient.AdminException e) {

@@ -37,17 +37,7 @@ public final class StatusCommand implements Callable<Integer> {
         spec.commandLine().getOut(),
         spec.commandLine().getErr(),
         admin,
-        new StatusView.Renderer<ServerStatus.Report>() {
-          @Override
-          public ServerStatus.Report parse(String json) throws Exception {
-            return ServerStatus.fromJson(json);
-          }
-
-          @Override
-          public String table(
-              ServerStatus.Report now, ServerStatus.Report previous, long elapsedNanos) {
-            return ServerStatus.toTable(now, previous, elapsedNanos);
-          }
-        });
+        ServerStatus::fromJson,
+        ServerStatus::toTable);
   }
 }

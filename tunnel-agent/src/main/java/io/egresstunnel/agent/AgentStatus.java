@@ -1,11 +1,9 @@
 package io.egresstunnel.agent;
 
 import com.fasterxml.jackson.core.JsonProcessingException;
-import com.fasterxml.jackson.databind.DeserializationFeature;
-import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.SerializationFeature;
 import io.egresstunnel.proto.session.SessionStatus;
 import io.egresstunnel.proto.session.TunnelSession;
+import io.egresstunnel.proto.status.StatusJson;
 import io.egresstunnel.proto.status.StatusText;
 import java.net.URI;
 import java.time.Duration;
@@ -23,11 +21,6 @@ import java.util.concurrent.CompletableFuture;
  * Each session is asked on its own event loop.
  */
 public final class AgentStatus {
-  private static final ObjectMapper JSON =
-      new ObjectMapper()
-          .enable(SerializationFeature.INDENT_OUTPUT)
-          .disable(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES);
-
   private AgentStatus() {}
 
   /**
@@ -95,14 +88,8 @@ public final class AgentStatus {
     for (ServerConnection c : agent.connections()) {
       for (TunnelSession s : c.connections()) {
         urls.add(c.uri());
-        CompletableFuture<SessionStatus> ask = new CompletableFuture<>();
-        asks.add(ask);
-        if (s == null) {
-          ask.complete(null);
-          continue;
-        }
-        s.status()
-            .addListener(f -> ask.complete(f.isSuccess() ? (SessionStatus) f.getNow() : null));
+        // null while connecting, or if the session closed meanwhile
+        asks.add(s == null ? CompletableFuture.completedFuture(null) : s.status());
       }
     }
     return CompletableFuture.allOf(asks.toArray(CompletableFuture[]::new))
@@ -154,15 +141,11 @@ public final class AgentStatus {
   }
 
   static String toJson(Report report) {
-    try {
-      return JSON.writeValueAsString(report);
-    } catch (JsonProcessingException e) {
-      throw new IllegalStateException("status does not serialize", e);
-    }
+    return StatusJson.write(report);
   }
 
   static Report fromJson(String json) throws JsonProcessingException {
-    return JSON.readValue(json, Report.class);
+    return StatusJson.read(json, Report.class);
   }
 
   /**

@@ -32,6 +32,7 @@ import io.netty.util.concurrent.Promise;
 import io.netty.util.concurrent.ScheduledFuture;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.TimeUnit;
 import org.slf4j.Logger;
@@ -252,9 +253,13 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
     return streamsOpened;
   }
 
-  /** What the session is doing, taken on its event loop; any thread may ask. */
-  public Future<SessionStatus> status() {
-    return channel()
+  /**
+   * What the session is doing, taken on its event loop; any thread may ask. Completes with null if
+   * the session is gone before its loop can answer.
+   */
+  public CompletableFuture<SessionStatus> status() {
+    CompletableFuture<SessionStatus> answer = new CompletableFuture<>();
+    channel()
         .eventLoop()
         .submit(
             () -> {
@@ -289,7 +294,9 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
                   fromPeer,
                   streamsOpened,
                   list);
-            });
+            })
+        .addListener(f -> answer.complete(f.isSuccess() ? (SessionStatus) f.getNow() : null));
+    return answer;
   }
 
   /** A snapshot of the streams, for status pages. Call on the event loop. */

@@ -1,11 +1,9 @@
 package io.egresstunnel.server.admin;
 
 import com.fasterxml.jackson.core.JsonProcessingException;
-import com.fasterxml.jackson.databind.DeserializationFeature;
-import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.SerializationFeature;
 import io.egresstunnel.proto.session.SessionStatus;
 import io.egresstunnel.proto.session.TunnelSession;
+import io.egresstunnel.proto.status.StatusJson;
 import io.egresstunnel.proto.status.StatusText;
 import io.egresstunnel.server.TunnelServer;
 import io.egresstunnel.server.agents.AgentAuthHandler;
@@ -24,11 +22,6 @@ import java.util.concurrent.CompletableFuture;
  * its own event loop, so nothing is read across threads.
  */
 public final class ServerStatus {
-  private static final ObjectMapper JSON =
-      new ObjectMapper()
-          .enable(SerializationFeature.INDENT_OUTPUT)
-          .disable(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES);
-
   private ServerStatus() {}
 
   /**
@@ -124,17 +117,7 @@ public final class ServerStatus {
       carried.add(carries(s.agentHello()));
       hellos.add(s.agentHello());
       identities.add(AgentAuthHandler.authenticatedAs(s.channel()));
-      CompletableFuture<SessionStatus> ask = new CompletableFuture<>();
-      s.status()
-          .addListener(
-              f -> {
-                if (f.isSuccess()) {
-                  ask.complete((SessionStatus) f.getNow());
-                } else {
-                  ask.complete(null); // the session closed meanwhile
-                }
-              });
-      asks.add(ask);
+      asks.add(s.status()); // null if the session closed meanwhile
     }
     return CompletableFuture.allOf(asks.toArray(CompletableFuture[]::new))
         .thenApply(
@@ -198,15 +181,11 @@ public final class ServerStatus {
   }
 
   static String toJson(Report report) {
-    try {
-      return JSON.writeValueAsString(report);
-    } catch (JsonProcessingException e) {
-      throw new IllegalStateException("status does not serialize", e);
-    }
+    return StatusJson.write(report);
   }
 
   public static Report fromJson(String json) throws JsonProcessingException {
-    return JSON.readValue(json, Report.class);
+    return StatusJson.read(json, Report.class);
   }
 
   /** The report as aligned tables, for a terminal. */

@@ -504,7 +504,7 @@ final class ServerConnection {
       long delay = tunnel.syncBackoff.nextDelayMillis();
       String here = Addresses.ip(s.channel().remoteAddress());
       String there = Addresses.ip(holder.channel().remoteAddress());
-      if (here != null && there != null && !here.equals(there)) {
+      if (!here.equals(there)) {
         // Two addresses, one id: two servers configured alike (or one server reached both
         // directly and through a proxy). Tell this server too, so that its operator sees it.
         s.goAway(

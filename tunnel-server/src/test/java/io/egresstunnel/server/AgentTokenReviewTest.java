@@ -158,6 +158,20 @@ class AgentTokenReviewTest {
     }
   }
 
+  /** An agent for {@code node} at {@code address} that presents the token in {@code token}. */
+  private static TunnelAgent startAgent(
+      TunnelServer tunnel, Path token, String node, String address) throws Exception {
+    AgentConfig config =
+        AgentConfig.simple(
+            URI.create("ws://127.0.0.1:" + tunnel.agentAddress().getPort()),
+            node,
+            List.of(Cidr.parseAddress(address)),
+            EgressMode.AGENT);
+    return new TunnelAgent(
+            config.withCredentials(null, new AgentConfig.Credentials(token, null, null)))
+        .start();
+  }
+
   /** An agent with another ServiceAccount's token is told why it is refused. */
   @Test
   void anAgentWithTheWrongServiceAccountLearnsWhy(@TempDir Path dir) throws Exception {
@@ -166,16 +180,7 @@ class AgentTokenReviewTest {
       Path token =
           Files.writeString(
               dir.resolve("token"), "system:serviceaccount:default:intruder|node-i\n");
-      AgentConfig config =
-          AgentConfig.simple(
-              URI.create("ws://127.0.0.1:" + tunnel.agentAddress().getPort()),
-              "node-i",
-              List.of(Cidr.parseAddress("127.0.8.2")),
-              EgressMode.AGENT);
-      try (TunnelAgent agent =
-          new TunnelAgent(
-                  config.withCredentials(null, new AgentConfig.Credentials(token, null, null)))
-              .start()) {
+      try (TunnelAgent agent = startAgent(tunnel, token, "node-i", "127.0.8.2")) {
         await().atMost(Duration.ofSeconds(20)).until(() -> agent.lastRefusal() != null);
         assertThat(agent.lastRefusal().code()).isEqualTo(403);
         assertThat(agent.lastRefusal().reason()).isEqualTo(UpgradeRefusal.NOT_ALLOWED);
@@ -206,16 +211,7 @@ class AgentTokenReviewTest {
     answerReviews();
     try (TunnelServer tunnel = start(dir, "kube-system", "egress-agent")) {
       Path token = Files.writeString(dir.resolve("token"), AGENT_SA + "|node-r\n");
-      AgentConfig config =
-          AgentConfig.simple(
-              URI.create("ws://127.0.0.1:" + tunnel.agentAddress().getPort()),
-              "node-r",
-              List.of(Cidr.parseAddress("127.0.8.1")),
-              EgressMode.AGENT);
-      try (TunnelAgent agent =
-          new TunnelAgent(
-                  config.withCredentials(null, new AgentConfig.Credentials(token, null, null)))
-              .start()) {
+      try (TunnelAgent agent = startAgent(tunnel, token, "node-r", "127.0.8.1")) {
         await()
             .atMost(Duration.ofSeconds(20))
             .until(() -> tunnel.registry().session("node-r") != null);

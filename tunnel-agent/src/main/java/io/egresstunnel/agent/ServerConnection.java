@@ -12,6 +12,7 @@ import io.egresstunnel.proto.net.MaskingWebSocketFrameEncoder;
 import io.egresstunnel.proto.net.SlicingWebSocketFrameDecoder;
 import io.egresstunnel.proto.net.Transport;
 import io.egresstunnel.proto.session.SessionPipeline;
+import io.egresstunnel.proto.session.SpliceTap;
 import io.egresstunnel.proto.session.TunnelSession;
 import io.egresstunnel.proto.session.TunnelStream;
 import io.egresstunnel.proto.session.UpgradeRefusal;
@@ -146,6 +147,7 @@ final class ServerConnection {
     ChannelPipeline p = s.channel().pipeline();
     if (p.get(WebSocketFrameEncoder.class) != null) {
       p.replace(WebSocketFrameEncoder.class, "ws-encoder", new WebSocket13FrameEncoder(false));
+      s.sendsUnmasked();
       log.debug("server {} accepts unmasked frames: masking off", uri);
     }
   }
@@ -621,6 +623,7 @@ final class ServerConnection {
     protected void initChannel(Channel ch) {
       AgentConfig.Limits limits = config.limits();
       ChannelPipeline p = ch.pipeline();
+      ch.config().setRecvByteBufAllocator(new SpliceTap.ReadAllocator());
       if (tls != null) {
         p.addLast(
             SessionPipeline.TLS_HANDLER, tls.get().newHandler(ch.alloc(), uri.getHost(), port));
@@ -675,11 +678,13 @@ final class ServerConnection {
                   .maxFramePayloadLength(Limits.HEADER_SIZE + limits.maxFramePayload())
                   .build());
         }
-        SessionPipeline.install(
-            p,
-            limits.pingInterval(),
-            limits.pingTimeout(),
-            TunnelSession.agent(sessionConfig, hello, attempt).withMetrics(metrics.tunnel()));
+        TunnelSession session =
+            TunnelSession.agent(sessionConfig, hello, attempt).withMetrics(metrics.tunnel());
+        SessionPipeline.install(p, limits.pingInterval(), limits.pingTimeout(), session);
+        if (!masking) {
+          session.sendsUnmasked();
+        }
+        SpliceTap.installIfPossible(p, session);
         p.remove(this);
         return;
       }

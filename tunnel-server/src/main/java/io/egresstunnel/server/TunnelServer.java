@@ -12,6 +12,7 @@ import io.egresstunnel.proto.net.TargetDialer;
 import io.egresstunnel.proto.net.TlsOptions;
 import io.egresstunnel.proto.net.Transport;
 import io.egresstunnel.proto.session.SessionPipeline;
+import io.egresstunnel.proto.session.SpliceTap;
 import io.egresstunnel.proto.session.TunnelSession;
 import io.egresstunnel.proto.session.TunnelStream;
 import io.egresstunnel.routing.DeclaredRouter;
@@ -307,6 +308,7 @@ public final class TunnelServer implements AutoCloseable {
               @Override
               protected void initChannel(Channel ch) {
                 ChannelPipeline p = ch.pipeline();
+                ch.config().setRecvByteBufAllocator(new SpliceTap.ReadAllocator());
                 if (tls != null) {
                   p.addLast(SessionPipeline.TLS_HANDLER, tls.newHandler(ch.alloc()));
                 }

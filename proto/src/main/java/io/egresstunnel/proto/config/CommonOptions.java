@@ -55,6 +55,24 @@ public final class CommonOptions {
               + " sockets cannot half-close. Default: ${DEFAULT-VALUE}.")
   public Transport.Kind transport = Transport.Kind.AUTO;
 
+  /** What {@code --splice} takes. */
+  public enum SpliceMode {
+    AUTO,
+    OFF
+  }
+
+  @Option(
+      names = "--splice",
+      paramLabel = "MODE",
+      defaultValue = "auto",
+      converter = SpliceConverter.class,
+      description =
+          "auto: on epoll, move the bytes of streams between the agent link and their sockets"
+              + " with splice(2), inside the kernel, where both are plaintext TCP (a ws:// link, a"
+              + " TCP client or target; never with TLS). off: always copy them through the"
+              + " process. Default: ${DEFAULT-VALUE}.")
+  public SpliceMode splice = SpliceMode.AUTO;
+
   @Option(
       names = "--tcp-unsent-limit",
       paramLabel = "SIZE",
@@ -88,6 +106,7 @@ public final class CommonOptions {
     Transport.choose(transport);
     Transport.unsentLimit(tcpUnsentLimit);
     Transport.receiveBuffer(tcpReceiveBuffer);
+    Transport.splice(splice == SpliceMode.AUTO);
   }
 
   /** Sets logging up as these flags say. */
@@ -122,6 +141,13 @@ public final class CommonOptions {
     @Override
     public Transport.Kind convert(String value) {
       return parse(Transport.Kind.class, value);
+    }
+  }
+
+  static final class SpliceConverter implements ITypeConverter<SpliceMode> {
+    @Override
+    public SpliceMode convert(String value) {
+      return parse(SpliceMode.class, value);
     }
   }
 

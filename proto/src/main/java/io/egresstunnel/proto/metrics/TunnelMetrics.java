@@ -39,6 +39,8 @@ public final class TunnelMetrics implements SessionMetrics {
   private final CounterDataPoint[] framesReceived = new CounterDataPoint[FrameType.values().length];
   private final CounterDataPoint bytesSent;
   private final CounterDataPoint bytesReceived;
+  private final CounterDataPoint splicedIn;
+  private final CounterDataPoint splicedOut;
   private final CounterDataPoint directToTarget;
   private final CounterDataPoint directToClient;
   private final GaugeDataPoint streamsOpen;
@@ -107,6 +109,19 @@ public final class TunnelMetrics implements SessionMetrics {
     // The server sends what its client wrote; the agent sends what its target wrote.
     bytesSent = server ? toTarget : toClient;
     bytesReceived = server ? toClient : toTarget;
+    Counter spliced =
+        Counter.builder()
+            .name(prefix + "spliced_bytes_total")
+            .help(
+                "Of the payload bytes relayed through the tunnel, those that went between the"
+                    + " websocket and the stream's socket by splice(2), without a copy into the"
+                    + " process; by direction, as bytes_total.")
+            .unit(Unit.BYTES)
+            .labelNames("direction")
+            .withoutExemplars()
+            .register(registry);
+    splicedOut = spliced.labelValues(server ? "to_target" : "to_client");
+    splicedIn = spliced.labelValues(server ? "to_client" : "to_target");
     directToTarget = server ? bytes.labelValues(ROUTE_DIRECT, "to_target") : null;
     directToClient = server ? bytes.labelValues(ROUTE_DIRECT, "to_client") : null;
 
@@ -220,6 +235,16 @@ public final class TunnelMetrics implements SessionMetrics {
   @Override
   public void dataReceived(int bytes) {
     bytesReceived.inc(bytes);
+  }
+
+  @Override
+  public void dataSplicedIn(int bytes) {
+    splicedIn.inc(bytes);
+  }
+
+  @Override
+  public void dataSplicedOut(int bytes) {
+    splicedOut.inc(bytes);
   }
 
   @Override

@@ -129,6 +129,22 @@ public final class Transport {
     return receiveBuffer;
   }
 
+  private static volatile boolean splice = !"false".equals(System.getProperty("egress.splice"));
+
+  /**
+   * Whether sessions splice DATA payloads between the websocket and the streams' sockets where they
+   * can (epoll, plaintext both sides; docs/architecture.md, "Splicing"). On unless {@code --splice
+   * off} or {@code -Degress.splice=false}; sessions read it when they start.
+   */
+  public static void splice(boolean on) {
+    splice = on;
+  }
+
+  /** The current {@link #splice(boolean)}. */
+  public static boolean splicing() {
+    return splice;
+  }
+
   /**
    * Chooses the transport before anything uses it. Choosing what is already in use is fine;
    * anything else throws {@link IllegalStateException}, and epoll where it cannot load throws

@@ -37,6 +37,18 @@ public interface SessionMetrics {
   /** DATA payload bytes arrived from the peer. */
   default void dataReceived(int bytes) {}
 
+  /**
+   * Of the DATA payload bytes received ({@link #dataReceived}), these went from the websocket to
+   * the stream's socket by {@code splice(2)}, without entering the process.
+   */
+  default void dataSplicedIn(int bytes) {}
+
+  /**
+   * Of the DATA payload bytes sent ({@link #dataSent}), these went from the stream's socket to the
+   * websocket by {@code splice(2)}, without entering the process.
+   */
+  default void dataSplicedOut(int bytes) {}
+
   /** DATA payload bytes were written to the peer. */
   default void dataSent(int bytes) {}
 

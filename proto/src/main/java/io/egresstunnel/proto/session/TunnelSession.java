@@ -7,6 +7,7 @@ import io.egresstunnel.proto.DialResult;
 import io.egresstunnel.proto.DialStatus;
 import io.egresstunnel.proto.ErrorCode;
 import io.egresstunnel.proto.Frame;
+import io.egresstunnel.proto.FrameCodec;
 import io.egresstunnel.proto.FrameType;
 import io.egresstunnel.proto.GoAway;
 import io.egresstunnel.proto.Limits;
@@ -15,6 +16,7 @@ import io.egresstunnel.proto.Reset;
 import io.egresstunnel.proto.ServerHello;
 import io.egresstunnel.proto.WindowUpdate;
 import io.egresstunnel.proto.net.Addresses;
+import io.egresstunnel.proto.net.SplicePipe;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelFutureListener;
 import io.netty.channel.ChannelHandlerContext;
@@ -23,6 +25,7 @@ import io.netty.channel.EventLoop;
 import io.netty.handler.codec.http.websocketx.CloseWebSocketFrame;
 import io.netty.handler.codec.http.websocketx.PingWebSocketFrame;
 import io.netty.handler.codec.http.websocketx.WebSocketCloseStatus;
+import io.netty.handler.codec.http.websocketx.WebSocketServerProtocolHandler;
 import io.netty.handler.timeout.IdleStateEvent;
 import io.netty.util.ReferenceCountUtil;
 import io.netty.util.collection.IntObjectHashMap;
@@ -125,6 +128,12 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
   private ScheduledFuture<?> handshakeTimer;
   private boolean established;
   private boolean closing;
+  // Splicing (SpliceTap): the tap in front of the websocket decoder, whether the frames this side
+  // sends go unmasked (always on the server; on an agent once masking is off), and the pipe that
+  // spliced sends pass through.
+  private SpliceTap spliceTap;
+  private boolean unmaskedSends;
+  private SplicePipe sendStaging;
   private boolean goAwaySent;
   private GoAway goAwayReceived;
   private AgentHello agentHello;
@@ -491,6 +500,75 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
     }
   }
 
+  void spliceTap(SpliceTap tap) {
+    this.spliceTap = tap;
+  }
+
+  /**
+   * From now on the frames this side sends go unmasked: an agent's once masking is off (the
+   * server's never are), which lets its streams splice what they send.
+   */
+  public void sendsUnmasked() {
+    unmaskedSends = true;
+  }
+
+  /**
+   * Whether streams may splice what they send: a tap is in place (a plaintext websocket on epoll),
+   * frames go unmasked, and the session's staging pipe is open.
+   */
+  boolean splicesSends() {
+    if (spliceTap == null || !(unmaskedSends || role == Role.SERVER) || !established || closing) {
+      return false;
+    }
+    if (sendStaging == null) {
+      try {
+        sendStaging = SplicePipe.open();
+      } catch (java.io.IOException e) {
+        log.debug("{}: no pipe to splice sends through ({})", describe(), e.getMessage());
+        spliceTap = null; // out of descriptors: this session sends by copying from now on
+        return false;
+      }
+    }
+    return true;
+  }
+
+  /**
+   * Writes a DATA frame for {@code streamId} whose {@code n} payload bytes wait in {@code payload},
+   * below the websocket encoder (it is a whole websocket message already); flushed.
+   */
+  io.netty.channel.ChannelFuture writeSpliced(int streamId, SplicePipe payload, int n) {
+    int wsLength = Limits.HEADER_SIZE + n;
+    io.netty.buffer.ByteBuf header = ctx.alloc().directBuffer(SpliceTap.MAX_HEADERS);
+    header.writeByte(0x82); // FIN, binary
+    if (wsLength <= 125) {
+      header.writeByte(wsLength);
+    } else if (wsLength <= 0xFFFF) {
+      header.writeByte(126).writeShort(wsLength);
+    } else {
+      header.writeByte(127).writeLong(wsLength);
+    }
+    FrameCodec.writeHeader(header, FrameType.DATA, streamId, n);
+    metrics.frameSent(FrameType.DATA);
+    return spliceTap.write(payload.framed(header, n, sendStaging, ctx.channel()));
+  }
+
+  /**
+   * The stream whose DATA frame of {@code n} payload bytes the {@link SpliceTap} found, if the
+   * frame may go to its socket by splicing; null if the frame must take the usual path, which then
+   * checks and reports whatever is wrong with it. A frame taken counts as received here.
+   */
+  TunnelStream spliceTarget(int streamId, int n) {
+    if (!established || closing) {
+      return null;
+    }
+    TunnelStream s = streams.get(streamId);
+    if (s == null || !s.canSplice(n)) {
+      return null;
+    }
+    metrics.frameReceived(FrameType.DATA);
+    return s;
+  }
+
   /** The stream a frame belongs to; null if it is already closed or if the session just failed. */
   private TunnelStream streamFor(Frame frame) {
     int id = frame.streamId();
@@ -637,6 +715,10 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
 
   @Override
   public void userEventTriggered(ChannelHandlerContext ctx, Object evt) {
+    if (role == Role.SERVER && evt instanceof WebSocketServerProtocolHandler.HandshakeComplete) {
+      // The 101 is out and the agent sends nothing before it has it: no frame has arrived yet.
+      SpliceTap.installIfPossible(ctx.pipeline(), this);
+    }
     if (evt instanceof IdleStateEvent idle) {
       switch (idle.state()) {
         case READER_IDLE -> {
@@ -696,6 +778,10 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
   @Override
   public void channelInactive(ChannelHandlerContext ctx) {
     closing = true;
+    if (sendStaging != null) {
+      sendStaging.release(); // regions not written yet hold it until the channel drops them
+      sendStaging = null;
+    }
     if (handshakeTimer != null) {
       handshakeTimer.cancel(false);
     }

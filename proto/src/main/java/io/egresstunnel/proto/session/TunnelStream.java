@@ -8,6 +8,7 @@ import io.egresstunnel.proto.Fin;
 import io.egresstunnel.proto.Reset;
 import io.egresstunnel.proto.WindowUpdate;
 import io.egresstunnel.proto.net.HalfClose;
+import io.egresstunnel.proto.net.SplicePipe;
 import io.egresstunnel.proto.net.Transport;
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.CompositeByteBuf;
@@ -70,7 +71,12 @@ public final class TunnelStream {
   private int consumedNotGranted;
   private int bufferedToLocal;
   private ByteBuf pendingOut;
-  private final ArrayDeque<ByteBuf> toLocal = new ArrayDeque<>(4);
+  // What arrived for the local socket in this read batch, in order: ByteBufs and pipe regions.
+  private final ArrayDeque<Object> toLocal = new ArrayDeque<>(4);
+  private SplicePipe pipe; // opened at the first spliced payload received
+  private SplicePipe sendPipe; // opened at the first spliced send
+  private boolean splicedSendInFlight;
+  private boolean splicingSends;
   private int toLocalBytes;
   private boolean localReadPending;
   private boolean localEof;
@@ -265,6 +271,11 @@ public final class TunnelStream {
       frame.release();
       return;
     }
+    accept(payload, n);
+  }
+
+  /** Queues {@code n} payload bytes ({@code item}: a ByteBuf or a pipe region) for the socket. */
+  private void accept(Object item, int n) {
     receiveWindow -= n;
     bufferedToLocal += n;
     bytesFromPeer += n;
@@ -272,8 +283,72 @@ public final class TunnelStream {
     if (toLocal.isEmpty()) {
       session.deliverAtReadComplete(this);
     }
-    toLocal.add(payload);
+    toLocal.add(item);
     toLocalBytes += n;
+  }
+
+  // ---- spliced DATA (SpliceTap): the payload goes from the websocket to the socket in the kernel
+
+  /**
+   * Whether a DATA payload of {@code n} bytes may be spliced into this stream's socket: the frame
+   * is one {@link #onData} would accept, and the socket is one {@link SplicePipe#canDrainInto}
+   * allows.
+   */
+  boolean canSplice(int n) {
+    return (state == State.OPEN || state == State.HALF_CLOSED_LOCAL)
+        && n > 0
+        && n <= receiveWindow
+        && local != null
+        && SplicePipe.canDrainInto(session.channel(), local)
+        && openPipe();
+  }
+
+  private boolean openPipe() {
+    if (pipe == null) {
+      try {
+        pipe = SplicePipe.open();
+      } catch (java.io.IOException e) {
+        log.debug("stream {}: no pipe to splice through ({}); reading instead", id, e.getMessage());
+        return false; // out of file descriptors, say: the payload takes the usual path
+      }
+    }
+    return true;
+  }
+
+  /** Whether the stream still takes the rest of a payload it accepted with {@link #canSplice}. */
+  boolean open() {
+    return state == State.OPEN || state == State.HALF_CLOSED_LOCAL;
+  }
+
+  /** The part of a spliced payload that a read brought with its header: taken as bytes. */
+  void onDataPart(ByteBuf part) {
+    if (!open()) {
+      part.release(); // the stream ended within the frame: the rest of it is dropped
+      return;
+    }
+    accept(part, part.readableBytes());
+  }
+
+  /**
+   * Splices up to {@code len} bytes of a payload from the websocket's socket into this stream's
+   * pipe and writes them to the socket at once, so that the pipe drains while the frame goes on.
+   *
+   * @return the bytes moved; 0 if the socket has none now or the pipe is full ({@link #pipeHeld}
+   *     tells which)
+   */
+  int spliceFrom(int websocketFd, int len) throws java.io.IOException {
+    int n = pipe.fill(websocketFd, len);
+    if (n > 0) {
+      accept(pipe.region(n, local), n);
+      session.metrics().dataSplicedIn(n);
+      deliverToLocal();
+    }
+    return n;
+  }
+
+  /** Bytes spliced into this stream's pipe and not yet into its socket. */
+  long pipeHeld() {
+    return pipe == null ? 0 : pipe.held();
   }
 
   /**
@@ -285,7 +360,7 @@ public final class TunnelStream {
     if (toLocal.isEmpty()) {
       return;
     }
-    ByteBuf[] batch = toLocal.toArray(new ByteBuf[0]);
+    Object[] batch = toLocal.toArray();
     toLocal.clear();
     int n = toLocalBytes;
     toLocalBytes = 0;
@@ -503,6 +578,9 @@ public final class TunnelStream {
         && sendWindow > 0
         && canSend()
         && session.isWritable()) {
+      if (spliceSends()) {
+        return;
+      }
       localReadPending = true;
       Channel ch = local;
       if (ch.eventLoop().inEventLoop()) {
@@ -512,6 +590,85 @@ public final class TunnelStream {
       }
     }
   }
+
+  /**
+   * Sends what the local socket holds by splicing it into this stream's send pipe and from there,
+   * behind its headers, into the websocket: one frame at a time per stream, each of at most the
+   * credit, the peer's frame limit and {@link #MAX_SPLICED_FRAME}.
+   *
+   * @return true if it sent, or a sent frame is still going out (its completion, a window update or
+   *     the websocket's writability calls {@link #maybeReadLocal} again); false if the stream is to
+   *     read the usual way: it may not splice, or its socket held nothing just now (or ended), and
+   *     a read waits for the next bytes or the end
+   */
+  private boolean spliceSends() {
+    if (splicedSendInFlight) {
+      return true; // its completion reads on
+    }
+    if (bytesToPeer < SPLICE_SENDS_AFTER
+        || !session.splicesSends()
+        || !SplicePipe.canDrainInto(session.channel(), local)) {
+      return false;
+    }
+    if (sendPipe == null) {
+      try {
+        sendPipe = SplicePipe.open();
+      } catch (java.io.IOException e) {
+        return false;
+      }
+    }
+    splicingSends = true;
+    try {
+      while (sendWindow > 0 && canSend() && !localEof && session.isWritable()) {
+        int want = Math.min(sendWindow, Math.min(session.peerMaxFramePayload(), MAX_SPLICED_FRAME));
+        int n;
+        try {
+          n = sendPipe.fill(SplicePipe.fd(local), want);
+        } catch (java.io.IOException e) {
+          onLocalError(e);
+          return true;
+        }
+        if (n == 0) {
+          return false;
+        }
+        bytesToPeer += n;
+        sendWindow -= n;
+        session.metrics().dataSent(n);
+        session.metrics().dataSplicedOut(n);
+        splicedSendInFlight = true;
+        session
+            .writeSpliced(id, sendPipe, n)
+            .addListener(
+                f -> {
+                  splicedSendInFlight = false;
+                  if (f.isSuccess() && !splicingSends) {
+                    maybeReadLocal();
+                  }
+                });
+        if (splicedSendInFlight) {
+          break; // the websocket is full: the completion goes on
+        }
+      }
+      if (sendWindow == 0) {
+        startCreditStall();
+      }
+      return true;
+    } finally {
+      splicingSends = false;
+    }
+  }
+
+  /**
+   * The most one spliced send takes: what a pipe's 16 pages hold with room for its headers, so that
+   * a frame and its headers leave the session's staging pipe in one go.
+   */
+  static final int MAX_SPLICED_FRAME = 60 * 1024;
+
+  /**
+   * A stream splices what it sends once it has sent this much the usual way: a short exchange (an
+   * API call, a dial check) costs no pipe, a transfer soon moves by pages.
+   */
+  static final int SPLICE_SENDS_AFTER = 64 * 1024;
 
   private void shutdownLocalOutput() {
     deliverToLocal(); // the batch so far goes out before the shutdown
@@ -580,10 +737,18 @@ public final class TunnelStream {
     if (graceful && local != null) {
       deliverToLocal();
     } else {
-      for (ByteBuf b; (b = toLocal.poll()) != null; ) {
-        b.release();
+      for (Object b; (b = toLocal.poll()) != null; ) {
+        ReferenceCountUtil.release(b);
       }
       toLocalBytes = 0;
+    }
+    if (pipe != null) {
+      pipe.release(); // its regions still queued for the socket hold it until they are written
+      pipe = null;
+    }
+    if (sendPipe != null) {
+      sendPipe.release(); // likewise, a frame still queued for the websocket
+      sendPipe = null;
     }
     if (openPromise != null && wasDialling) {
       openPromise.tryFailure(

@@ -1,0 +1,305 @@
+package io.egresstunnel.proto.net;
+
+import io.netty.buffer.ByteBuf;
+import io.netty.channel.Channel;
+import io.netty.channel.FileRegion;
+import io.netty.channel.epoll.AbstractEpollStreamChannel;
+import io.netty.channel.epoll.EpollSocketChannel;
+import io.netty.channel.epoll.Native;
+import io.netty.channel.unix.FileDescriptor;
+import io.netty.handler.ssl.SslHandler;
+import io.netty.util.AbstractReferenceCounted;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.channels.WritableByteChannel;
+
+/**
+ * A kernel pipe that moves one stream's bytes from the websocket's socket to the stream's own
+ * socket with {@code splice(2)}: the payload of a DATA frame never enters the process. The
+ * websocket's reader {@link #fill fills} it; each filled part becomes a {@link Region}, a {@link
+ * FileRegion} written to the stream's socket in order with its other writes, which Netty's epoll
+ * transport drains into the socket as the socket takes it.
+ *
+ * <p>Single-threaded: the websocket and the stream's socket share one event loop ({@link
+ * #canDrainInto}), which is the only thread that touches the pipe. The pipe is reference counted:
+ * the stream holds one reference and every region one more; the pipe's descriptors close with the
+ * last, and whatever it still holds is dropped by the kernel.
+ */
+public final class SplicePipe extends AbstractReferenceCounted {
+  private final FileDescriptor readEnd;
+  private final FileDescriptor writeEnd;
+  private long held;
+
+  private SplicePipe(FileDescriptor[] ends) {
+    this.readEnd = ends[0];
+    this.writeEnd = ends[1];
+  }
+
+  /** A new non-blocking pipe. */
+  public static SplicePipe open() throws IOException {
+    return new SplicePipe(FileDescriptor.pipe());
+  }
+
+  /**
+   * Whether a stream's bytes can be spliced from {@code websocket} into {@code local}: both are
+   * epoll TCP sockets on one event loop, neither runs TLS (a TLS record must be decrypted in the
+   * process), and the local socket is open.
+   */
+  public static boolean canDrainInto(Channel websocket, Channel local) {
+    return websocket instanceof AbstractEpollStreamChannel
+        && local instanceof EpollSocketChannel
+        && local.isActive()
+        && local.eventLoop() == websocket.eventLoop()
+        && local.pipeline().get(SslHandler.class) == null
+        && websocket.pipeline().get(SslHandler.class) == null;
+  }
+
+  /** The file descriptor of an epoll channel, for splicing from or to it. */
+  public static int fd(Channel ch) {
+    return ((AbstractEpollStreamChannel) ch).fd().intValue();
+  }
+
+  /**
+   * Moves up to {@code len} bytes from the socket {@code sourceFd} into the pipe, without blocking.
+   *
+   * @return the bytes moved: 0 if the socket has none now (or its peer ended) or the pipe is full
+   */
+  public int fill(int sourceFd, int len) throws IOException {
+    int n = Native.splice(sourceFd, -1, writeEnd.intValue(), -1, len);
+    held += n;
+    return n;
+  }
+
+  /** Moves up to {@code len} bytes from {@code source}'s pipe into this one: pages, not bytes. */
+  private int moveFrom(SplicePipe source, long len) throws IOException {
+    int n = Native.splice(source.readEnd.intValue(), -1, writeEnd.intValue(), -1, len);
+    source.held -= n;
+    held += n;
+    return n;
+  }
+
+  /**
+   * Writes {@code bytes} into the pipe; an empty pipe always takes a websocket and frame header.
+   */
+  private int write(ByteBuf bytes) throws IOException {
+    ByteBuffer nio = bytes.nioBuffer();
+    int n = writeEnd.write(nio, nio.position(), nio.limit());
+    held += n;
+    return n;
+  }
+
+  /** Splices up to {@code len} bytes from the pipe into the socket {@code targetFd}. */
+  private int drain(int targetFd, long len) throws IOException {
+    int n = Native.splice(readEnd.intValue(), -1, targetFd, -1, len);
+    held -= n;
+    return n;
+  }
+
+  /** Bytes filled in and not yet drained into a socket. */
+  public long held() {
+    return held;
+  }
+
+  /**
+   * A region for the next {@code count} bytes in the pipe, to write to the epoll channel {@code
+   * local}. It holds a reference to this pipe until it is released.
+   */
+  public Region region(int count, Channel local) {
+    retain();
+    return new Region(count, fd(local));
+  }
+
+  @Override
+  protected void deallocate() {
+    closeQuietly(readEnd);
+    closeQuietly(writeEnd);
+  }
+
+  private static void closeQuietly(FileDescriptor fd) {
+    try {
+      fd.close();
+    } catch (IOException ignored) {
+      // a pipe's close cannot lose data that matters: what it holds is dropped on purpose
+    }
+  }
+
+  @Override
+  public SplicePipe touch(Object hint) {
+    return this;
+  }
+
+  /**
+   * A whole websocket message for the websocket {@code websocket}: {@code header} (the websocket
+   * and frame headers, which this region releases), then the next {@code payload} bytes of this
+   * pipe. They pass through {@code staging}, the session's pipe for its sends, so that header and
+   * payload leave in one {@code splice(2)} and so in one TCP segment train, not a tiny segment for
+   * the header first. Write it only when this pipe holds exactly the payload, and only one such
+   * region per staging pipe can be in progress: the websocket writes its regions one at a time.
+   */
+  public FileRegion framed(ByteBuf header, int payload, SplicePipe staging, Channel websocket) {
+    retain();
+    staging.retain();
+    return new Framed(header, payload, staging, fd(websocket));
+  }
+
+  private final class Framed extends AbstractReferenceCounted implements FileRegion {
+    private final ByteBuf header;
+    private final SplicePipe staging;
+    private final int targetFd;
+    private final long count;
+    private long payloadLeft;
+    private long transferred;
+
+    Framed(ByteBuf header, int payload, SplicePipe staging, int targetFd) {
+      this.header = header;
+      this.staging = staging;
+      this.targetFd = targetFd;
+      this.count = header.readableBytes() + (long) payload;
+      this.payloadLeft = payload;
+    }
+
+    @Override
+    public long transferTo(WritableByteChannel target, long position) throws IOException {
+      long done = 0;
+      while (transferred < count) {
+        if (staging.held == 0) {
+          if (header.isReadable()) {
+            header.skipBytes(staging.write(header));
+          }
+          if (payloadLeft > 0) {
+            payloadLeft -= staging.moveFrom(SplicePipe.this, payloadLeft);
+          }
+        }
+        int n = staging.drain(targetFd, staging.held);
+        if (n == 0) {
+          break; // the socket is full: Netty waits until it is writable
+        }
+        transferred += n;
+        done += n;
+      }
+      return done;
+    }
+
+    @Override
+    public long position() {
+      return 0;
+    }
+
+    @Override
+    @Deprecated
+    public long transfered() {
+      return transferred;
+    }
+
+    @Override
+    public long transferred() {
+      return transferred;
+    }
+
+    @Override
+    public long count() {
+      return count;
+    }
+
+    @Override
+    protected void deallocate() {
+      header.release();
+      staging.release();
+      SplicePipe.this.release();
+    }
+
+    @Override
+    public Framed retain() {
+      super.retain();
+      return this;
+    }
+
+    @Override
+    public Framed retain(int increment) {
+      super.retain(increment);
+      return this;
+    }
+
+    @Override
+    public Framed touch() {
+      return this;
+    }
+
+    @Override
+    public Framed touch(Object hint) {
+      return this;
+    }
+  }
+
+  /**
+   * {@code count} bytes of the pipe, written to a socket as a {@link FileRegion}: Netty's epoll
+   * transport calls {@link #transferTo} while the socket takes bytes and waits for it to become
+   * writable when it takes none.
+   */
+  public final class Region extends AbstractReferenceCounted implements FileRegion {
+    private final int count;
+    private final int targetFd;
+    private long transferred;
+
+    private Region(int count, int targetFd) {
+      this.count = count;
+      this.targetFd = targetFd;
+    }
+
+    @Override
+    public long position() {
+      return 0;
+    }
+
+    @Override
+    @Deprecated
+    public long transfered() {
+      return transferred;
+    }
+
+    @Override
+    public long transferred() {
+      return transferred;
+    }
+
+    @Override
+    public long count() {
+      return count;
+    }
+
+    /** Splices the region's next bytes from the pipe into the socket; 0 when the socket is full. */
+    @Override
+    public long transferTo(WritableByteChannel target, long position) throws IOException {
+      int n = drain(targetFd, count - transferred);
+      transferred += n;
+      return n;
+    }
+
+    @Override
+    protected void deallocate() {
+      SplicePipe.this.release();
+    }
+
+    @Override
+    public Region retain() {
+      super.retain();
+      return this;
+    }
+
+    @Override
+    public Region retain(int increment) {
+      super.retain(increment);
+      return this;
+    }
+
+    @Override
+    public Region touch() {
+      return this;
+    }
+
+    @Override
+    public Region touch(Object hint) {
+      return this;
+    }
+  }
+}

@@ -27,10 +27,12 @@ import java.io.IOException;
  * and the session check them as always; the tap only skips frames it has checked itself: final,
  * binary, unmasked, no extension bits, a DATA header that agrees with the websocket length.
  *
- * <p>To find the next header without reading into its payload, the tap shrinks the reads that
- * follow a spliced frame to one header ({@link ReadAllocator}); a read that is not followed by a
- * splice goes back to the usual size. If the stream's pipe fills (its socket is slow), the rest of
- * the frame is read into the process as usual: a slow stream never holds the websocket up.
+ * <p>To find the next header without reading into its payload, once a frame has been spliced the
+ * tap ends every read at the next header ({@link ReadAllocator}): one header, or the rest of a
+ * frame it passes on and the header after it. Reads go back to their usual size after {@value
+ * #SMALL_FRAMES_TO_STOP} small frames in a row and none spliced. If the stream's pipe fills (its
+ * socket is slow), the rest of the frame is read into the process as usual: a slow stream never
+ * holds the websocket up.
  */
 public final class SpliceTap extends ChannelInboundHandlerAdapter {
   /** Whether sessions splice where they can: {@link Transport#splicing()}. */
@@ -40,6 +42,9 @@ public final class SpliceTap extends ChannelInboundHandlerAdapter {
 
   /** The most a websocket header (no mask) and a DATA header take: the size of a header read. */
   static final int MAX_HEADERS = 10 + Limits.HEADER_SIZE;
+
+  /** This many small frames in a row, none spliced, and reads go back to their usual size. */
+  static final int SMALL_FRAMES_TO_STOP = 8;
 
   /** A payload is spliced only if at least this much of it is still to arrive. */
   static final int MIN_SPLICE = 16 * 1024;
@@ -64,7 +69,8 @@ public final class SpliceTap extends ChannelInboundHandlerAdapter {
   private TunnelStream stream; // SPLICE and COPY
   private final byte[] header = new byte[14]; // a websocket header split across reads
   private int headerHave;
-  private boolean splicing; // the last frame was spliced: read one header at a time
+  private boolean splicing; // frames are being spliced: reads end at the next header
+  private int smallInARow; // small frames passed on since the last spliced one
 
   private SpliceTap(TunnelSession session) {
     this.session = session;
@@ -140,9 +146,9 @@ public final class SpliceTap extends ChannelInboundHandlerAdapter {
     return switch (mode) {
       case SPLICE -> 1; // the payload is spliced; a read only says that more has arrived
       case HEADER -> splicing ? MAX_HEADERS - headerHave : Integer.MAX_VALUE;
-      // The rest of a frame whose stream's pipe was full: read it, then look at the next header.
-      case COPY -> splicing ? (int) Math.min(remaining, Integer.MAX_VALUE) : Integer.MAX_VALUE;
-      case PASS -> Integer.MAX_VALUE;
+      // The rest of a frame passed on or read (its stream's pipe was full), and the next header.
+      case PASS, COPY ->
+          splicing ? (int) Math.min(remaining + MAX_HEADERS, Integer.MAX_VALUE) : Integer.MAX_VALUE;
     };
   }
 
@@ -210,7 +216,9 @@ public final class SpliceTap extends ChannelInboundHandlerAdapter {
         }
         start = pos; // the frames before it may have ended the stream: pass this one on
       }
-      splicing = false;
+      if (payload < MIN_SPLICE && ++smallInARow >= SMALL_FRAMES_TO_STOP) {
+        splicing = false; // no bulk flow left: read as much as there is again
+      }
       pos += headerLength;
       remaining = payload;
       mode = payload == 0 ? Mode.HEADER : Mode.PASS;
@@ -258,6 +266,7 @@ public final class SpliceTap extends ChannelInboundHandlerAdapter {
     }
     endTakenFrame();
     splicing = true;
+    smallInARow = 0;
   }
 
   private void endTakenFrame() {
@@ -315,7 +324,6 @@ public final class SpliceTap extends ChannelInboundHandlerAdapter {
    * where the bytes after it start.
    */
   private int continueSplitHeader(ByteBuf in, int pos, int end) {
-    splicing = false;
     while (pos < end) {
       header[headerHave++] = in.getByte(pos++);
       if (headerHave >= 2 && headerHave == headerLength(header[1] & 0xFF)) {

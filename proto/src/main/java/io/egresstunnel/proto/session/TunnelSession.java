@@ -561,6 +561,9 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
     if (!established || closing) {
       return null;
     }
+    if (n > config.maxFramePayload()) {
+      return null; // the decoder reports it: FRAME_TOO_LARGE ends the session
+    }
     TunnelStream s = streams.get(streamId);
     if (s == null || !s.canSplice(n)) {
       return null;

@@ -32,6 +32,8 @@ import org.junit.jupiter.api.Test;
 class SpliceEndToEndTest {
   private static final String POD_CIDR = "127.1.44.0/24";
   private static final String TARGET_IP = "127.1.44.1";
+  private static final Duration PING_INTERVAL = Duration.ofMillis(150);
+  private static final Duration PING_TIMEOUT = Duration.ofMillis(500);
 
   private TunnelFixture fx;
   private TunnelAgent agent;
@@ -40,8 +42,10 @@ class SpliceEndToEndTest {
   @BeforeEach
   void start() throws Exception {
     assumeTrue(Transport.isNative(), "splicing needs epoll; this run uses " + Transport.name());
-    fx = new TunnelFixture(EgressMode.POD);
-    agent = fx.startAgent(fx.agentConfig("node-sp", "127.0.44.1", POD_CIDR, EgressMode.POD));
+    // Short keepalive, so that the quiet periods below outlast several ping timeouts.
+    fx = new TunnelFixture(EgressMode.POD, l -> l.withPing(PING_INTERVAL, PING_TIMEOUT));
+    var config = fx.agentConfig("node-sp", "127.0.44.1", POD_CIDR, EgressMode.POD);
+    agent = fx.startAgent(config.withLimits(config.limits().withPing(PING_INTERVAL, PING_TIMEOUT)));
   }
 
   @AfterEach
@@ -209,7 +213,10 @@ class SpliceEndToEndTest {
         });
   }
 
-  /** A spliced stream held quiet, then used again, both ways, and ended by half-closes. */
+  /**
+   * A spliced stream held quiet for several ping timeouts, then used again, both ways, three times,
+   * and ended by half-closes.
+   */
   @Test
   void aSplicedStreamHeldQuietGoesOnWhole() {
     assertTimeoutPreemptively(
@@ -235,7 +242,9 @@ class SpliceEndToEndTest {
               byte[] back = in.readNBytes(chunk.length);
               write.get(30, TimeUnit.SECONDS);
               assertThat(back).isEqualTo(chunk);
-              Thread.sleep(700); // quiet: the tap waits for a header with nothing buffered
+              // Quiet for three ping timeouts: the tap waits for a header with nothing buffered,
+              // and pings and pongs pass it both ways.
+              Thread.sleep(3 * PING_TIMEOUT.toMillis());
             }
             s.shutdownOutput();
             assertThat(in.read()).isEqualTo(-1);

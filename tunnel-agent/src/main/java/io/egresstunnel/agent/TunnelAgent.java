@@ -185,7 +185,11 @@ public final class TunnelAgent implements AutoCloseable {
     if (policySource != null) {
       policySource.start(kubernetesClient);
     }
-    log.info("tunnel-agent for node {}: {}", config.nodeName(), policy.get().describe());
+    log.info(
+        "tunnel-agent for node {}: {}; {}",
+        config.nodeName(),
+        policy.get().describe(),
+        Transport.describe());
     if (config.adminListen() != null) {
       startAdmin(config.adminListen());
     }

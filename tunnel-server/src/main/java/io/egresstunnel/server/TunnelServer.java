@@ -208,12 +208,12 @@ public final class TunnelServer implements AutoCloseable {
       }
       started = true;
       log.info(
-          "tunnel-server {} up: mode {}, apiserver protocol {}, {} transport, TLS engines {}"
+          "tunnel-server {} up: mode {}, apiserver protocol {}, {}, TLS engines {}"
               + " (CONNECT) and {} (agents), limits {}",
           config.serverId(),
           config.mode().flagValue(),
           config.apiserverProtocol().flagValue(),
-          Transport.name(),
+          Transport.describe(),
           TlsOptions.engine(TlsOptions.Carries.CLIENT_STREAM),
           TlsOptions.engine(TlsOptions.Carries.TUNNEL),
           config.limits());

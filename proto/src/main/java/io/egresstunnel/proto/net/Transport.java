@@ -202,6 +202,14 @@ public final class Transport {
   }
 
   /**
+   * The transport and whether streams splice, for startup lines: {@code "epoll transport, splice
+   * on"}, {@code "epoll transport, splice off"}, or {@code "nio transport"} (NIO cannot splice).
+   */
+  public static String describe() {
+    return epoll() ? "epoll transport, splice " + (splice ? "on" : "off") : "nio transport";
+  }
+
+  /**
    * Whether the chosen transport's Unix-domain channel half-closes (class comment): true for epoll,
    * false for NIO.
    */

@@ -26,6 +26,7 @@ import io.netty.util.ReferenceCountUtil;
 import java.io.ByteArrayOutputStream;
 import java.io.DataInputStream;
 import java.io.IOException;
+import java.io.InputStream;
 import java.io.OutputStream;
 import java.net.Socket;
 import java.security.MessageDigest;
@@ -34,6 +35,7 @@ import java.util.List;
 import java.util.SplittableRandom;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
@@ -108,6 +110,67 @@ class SpliceBoundariesTest {
                         .get("egress_tunnel_server_spliced_bytes_total", "direction", "to_client"))
                 .isPositive();
             assertThat(fx.server.registry().session("node-raw")).isNotNull();
+          }
+        });
+  }
+
+  /**
+   * A websocket header whose 64-bit length has its top bit set, right behind the hello: the decoder
+   * rejects it and the server closes that connection, while the tap in front of the decoder neither
+   * loops nor waits on it; the server goes on serving.
+   */
+  @Test
+  void anInvalidLengthEndsTheConnectionAndNothingElse() {
+    assumeTrue(Transport.isNative(), "splicing needs epoll; this run uses " + Transport.name());
+    assertTimeoutPreemptively(
+        Duration.ofSeconds(30),
+        () -> {
+          try (TunnelFixture fx = new TunnelFixture(EgressMode.POD)) {
+            for (int round = 0; round < 2; round++) {
+              try (Socket agent = new Socket()) {
+                agent.connect(fx.server.agentAddress(), 5_000);
+                agent.setSoTimeout(20_000);
+                assertThat(AgentAuthenticationTest.upgrade(agent, null, "node-bad-" + round))
+                    .startsWith("HTTP/1.1 101");
+                RawAgent raw = new RawAgent(agent);
+                raw.send(
+                    encode(
+                        new AgentHello(
+                            Limits.MIN_VERSION,
+                            Limits.MAX_VERSION,
+                            AgentHello.CAP_UNMASKED_FRAMES,
+                            Limits.DEFAULT_INITIAL_WINDOW,
+                            Limits.DEFAULT_MAX_FRAME_PAYLOAD,
+                            10250,
+                            "node-bad-" + round,
+                            List.of(),
+                            List.of())));
+                assertThat(raw.next()).isInstanceOf(ServerHello.class);
+                byte[] hostile = new byte[64];
+                hostile[0] = (byte) 0x82;
+                hostile[1] = 127;
+                // Length -10 as a signed 64-bit number: minus this header's own length, which
+                // would send a parser that trusted it back to the same header, for ever.
+                for (int i = 2; i < 10; i++) {
+                  hostile[i] = (byte) 0xFF;
+                }
+                hostile[9] = (byte) 0xF6;
+                OutputStream out = agent.getOutputStream();
+                out.write(hostile);
+                out.flush();
+                InputStream in = agent.getInputStream();
+                try {
+                  while (in.read() >= 0) {
+                    // the close frame, if any; then the end
+                  }
+                } catch (IOException reset) {
+                  // closed with a reset: also an end
+                }
+              }
+            }
+            ConnectClient.Answer a = ConnectClient.connect(fx.proxy(), "127.1.46.1:80");
+            // Nothing listens there: what matters is that the server still answers at once.
+            assertThat(a.status()).as("the server still answers CONNECT").isBetween(400, 599);
           }
         });
   }

@@ -148,7 +148,9 @@ public final class SpliceTap extends ChannelInboundHandlerAdapter {
       case HEADER -> splicing ? MAX_HEADERS - headerHave : Integer.MAX_VALUE;
       // The rest of a frame passed on or read (its stream's pipe was full), and the next header.
       case PASS, COPY ->
-          splicing ? (int) Math.min(remaining + MAX_HEADERS, Integer.MAX_VALUE) : Integer.MAX_VALUE;
+          splicing
+              ? (int) Math.min(remaining, Integer.MAX_VALUE - MAX_HEADERS) + MAX_HEADERS
+              : Integer.MAX_VALUE;
     };
   }
 
@@ -282,7 +284,10 @@ public final class SpliceTap extends ChannelInboundHandlerAdapter {
   private static boolean takeable(ByteBuf in, int pos, int end, int headerLength, long payload) {
     int b0 = in.getUnsignedByte(pos);
     int b1 = in.getUnsignedByte(pos + 1);
-    if (b0 != 0x82 || (b1 & 0x80) != 0 || payload < Limits.HEADER_SIZE) {
+    if (b0 != 0x82
+        || (b1 & 0x80) != 0
+        || payload < Limits.HEADER_SIZE
+        || payload > Limits.HEADER_SIZE + Limits.MAX_FRAME_PAYLOAD_CEILING) {
       return false;
     }
     int inner = pos + headerLength;
@@ -310,11 +315,19 @@ public final class SpliceTap extends ChannelInboundHandlerAdapter {
     return 2 + ext + ((b1 & 0x80) != 0 ? 4 : 0);
   }
 
+  /**
+   * The payload length in the websocket header at {@code pos}. A 64-bit length with its top bit set
+   * is invalid; the decoder rejects it and closes the connection, and until then the tap passes
+   * everything on: it answers {@link Long#MAX_VALUE}.
+   */
   private static long payloadLength(ByteBuf in, int pos) {
     int len7 = in.getUnsignedByte(pos + 1) & 0x7F;
     return switch (len7) {
       case 126 -> in.getUnsignedShort(pos + 2);
-      case 127 -> in.getLong(pos + 2); // the decoder rejects a negative one
+      case 127 -> {
+        long len = in.getLong(pos + 2);
+        yield len < 0 ? Long.MAX_VALUE : len;
+      }
       default -> len7;
     };
   }

@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertTimeoutPreemptively;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import io.egresstunnel.agent.TunnelAgent;
+import io.egresstunnel.proto.net.SplicePipe;
 import io.egresstunnel.proto.net.Transport;
 import io.egresstunnel.proto.session.SpliceTap;
 import io.egresstunnel.routing.EgressMode;
@@ -39,9 +40,12 @@ class SpliceEndToEndTest {
   private TunnelAgent agent;
   private final List<TestTarget> targets = new ArrayList<>();
 
+  private int pipesBefore;
+
   @BeforeEach
   void start() throws Exception {
     assumeTrue(Transport.isNative(), "splicing needs epoll; this run uses " + Transport.name());
+    pipesBefore = SplicePipe.openCount();
     // Short keepalive, so that the quiet periods below outlast several ping timeouts.
     fx = new TunnelFixture(EgressMode.POD, l -> l.withPing(PING_INTERVAL, PING_TIMEOUT));
     var config = fx.agentConfig("node-sp", "127.0.44.1", POD_CIDR, EgressMode.POD);
@@ -56,6 +60,40 @@ class SpliceEndToEndTest {
     if (fx != null) {
       fx.close();
     }
+    // Every pipe a stream or a session opened is closed again once they are gone.
+    org.awaitility.Awaitility.await()
+        .atMost(Duration.ofSeconds(20))
+        .untilAsserted(() -> assertThat(SplicePipe.openCount()).isEqualTo(pipesBefore));
+  }
+
+  /**
+   * With no pipe to spare (the process's budget is spent), streams copy as without splicing: every
+   * byte arrives, nothing is spliced, and splicing resumes once pipes can be had.
+   */
+  @Test
+  void withThePipeBudgetSpentStreamsCopyAndLoseNothing() {
+    assertTimeoutPreemptively(
+        Duration.ofSeconds(60),
+        () -> {
+          TestTarget echo = target(TestTarget::echo);
+          int max = SplicePipe.maxOpen();
+          SplicePipe.maxOpen(SplicePipe.openCount());
+          try (Socket s = connect(echo)) {
+            Transfers.Result r = Transfers.echo(s, 8L << 20, 21);
+            assertThat(r.receivedSha()).isEqualTo(r.sentSha());
+          } finally {
+            SplicePipe.maxOpen(max);
+          }
+          for (String direction : List.of("to_target", "to_client")) {
+            assertThat(agentSpliced(direction)).as("agent " + direction).isZero();
+            assertThat(serverSpliced(direction)).as("server " + direction).isZero();
+          }
+          try (Socket s = connect(echo)) {
+            Transfers.Result r = Transfers.echo(s, 8L << 20, 22);
+            assertThat(r.receivedSha()).isEqualTo(r.sentSha());
+          }
+          assertThat(serverSpliced("to_target")).as("splicing resumed").isPositive();
+        });
   }
 
   private TestTarget target(TestTarget.Behaviour behaviour) throws IOException {

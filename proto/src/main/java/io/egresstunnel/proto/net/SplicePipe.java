@@ -35,9 +35,56 @@ public final class SplicePipe extends AbstractReferenceCounted {
     this.writeEnd = ends[1];
   }
 
-  /** A new non-blocking pipe. */
+  /**
+   * Pipes open in this process, and the most that may be: a quarter of the process's file
+   * descriptor limit (each pipe takes two), so that pipes never take the descriptors that sockets
+   * need. Beyond it a stream copies, as it would without splicing.
+   */
+  private static final java.util.concurrent.atomic.AtomicInteger open =
+      new java.util.concurrent.atomic.AtomicInteger();
+
+  private static volatile int maxOpen = defaultMaxOpen();
+
+  private static int defaultMaxOpen() {
+    long fds = 1024;
+    if (java.lang.management.ManagementFactory.getOperatingSystemMXBean()
+        instanceof com.sun.management.UnixOperatingSystemMXBean unix) {
+      fds = unix.getMaxFileDescriptorCount();
+    }
+    return (int) Math.max(16, Math.min(Integer.MAX_VALUE, fds / 4));
+  }
+
+  /** The most pipes this process opens at once (tests set a small one). */
+  public static void maxOpen(int pipes) {
+    maxOpen = pipes;
+  }
+
+  /** The current {@link #maxOpen(int)}. */
+  public static int maxOpen() {
+    return maxOpen;
+  }
+
+  /** Pipes open now. */
+  public static int openCount() {
+    return open.get();
+  }
+
+  /**
+   * A new non-blocking pipe.
+   *
+   * @throws IOException if {@link #maxOpen()} pipes are open already, or the kernel refuses one
+   */
   public static SplicePipe open() throws IOException {
-    return new SplicePipe(FileDescriptor.pipe());
+    if (open.incrementAndGet() > maxOpen) {
+      open.decrementAndGet();
+      throw new IOException("the process has " + maxOpen + " pipes open already");
+    }
+    try {
+      return new SplicePipe(FileDescriptor.pipe());
+    } catch (IOException | RuntimeException e) {
+      open.decrementAndGet();
+      throw e;
+    }
   }
 
   /**
@@ -113,6 +160,7 @@ public final class SplicePipe extends AbstractReferenceCounted {
   protected void deallocate() {
     closeQuietly(readEnd);
     closeQuietly(writeEnd);
+    open.decrementAndGet();
   }
 
   private static void closeQuietly(FileDescriptor fd) {

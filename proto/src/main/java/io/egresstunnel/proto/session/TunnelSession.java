@@ -525,8 +525,7 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
         sendStaging = SplicePipe.open();
       } catch (java.io.IOException e) {
         log.debug("{}: no pipe to splice sends through ({})", describe(), e.getMessage());
-        spliceTap = null; // out of descriptors: this session sends by copying from now on
-        return false;
+        return false; // no pipe to spare: streams send by copying until one can be had
       }
     }
     return true;

@@ -255,7 +255,7 @@ public final class TunnelStream {
   void onData(DataFrame frame) {
     ByteBuf payload = frame.content();
     int n = payload.readableBytes();
-    if (state != State.OPEN && state != State.HALF_CLOSED_LOCAL) {
+    if (!open()) {
       frame.release();
       resetWith(ErrorCode.PROTOCOL_ERROR, "DATA on a stream that is " + state);
       return;
@@ -295,7 +295,7 @@ public final class TunnelStream {
    * allows.
    */
   boolean canSplice(int n) {
-    return (state == State.OPEN || state == State.HALF_CLOSED_LOCAL)
+    return open()
         && n > 0
         && n <= receiveWindow
         && local != null
@@ -315,7 +315,10 @@ public final class TunnelStream {
     return true;
   }
 
-  /** Whether the stream still takes the rest of a payload it accepted with {@link #canSplice}. */
+  /**
+   * Whether the stream takes DATA: it is open, or only its own side has ended. The tap asks it
+   * again for the rest of a payload it accepted with {@link #canSplice}.
+   */
   boolean open() {
     return state == State.OPEN || state == State.HALF_CLOSED_LOCAL;
   }

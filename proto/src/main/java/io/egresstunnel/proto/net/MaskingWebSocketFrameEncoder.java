@@ -38,20 +38,11 @@ public final class MaskingWebSocketFrameEncoder extends MessageToMessageEncoder<
   protected void encode(ChannelHandlerContext ctx, WebSocketFrame frame, List<Object> out) {
     ByteBuf payload = frame.content();
     int length = payload.readableBytes();
-    int lengthBytes = length <= 125 ? 0 : length <= 0xFFFF ? 2 : 8;
-    int header = 2 + lengthBytes + 4;
+    int header = WebSocketHeader.size(length, true);
     ByteBuf buf = ctx.alloc().directBuffer(header + length);
     try {
-      buf.writeByte((frame.isFinalFragment() ? 0x80 : 0) | (frame.rsv() & 7) << 4 | opcode(frame));
-      if (lengthBytes == 0) {
-        buf.writeByte(0x80 | length);
-      } else if (lengthBytes == 2) {
-        buf.writeByte(0x80 | 126);
-        buf.writeShort(length);
-      } else {
-        buf.writeByte(0x80 | 127);
-        buf.writeLong(length);
-      }
+      int b0 = (frame.isFinalFragment() ? 0x80 : 0) | (frame.rsv() & 7) << 4 | opcode(frame);
+      WebSocketHeader.write(buf, b0, true, length);
       int key = random.nextInt();
       buf.writeInt(key);
       if (length > 0) {

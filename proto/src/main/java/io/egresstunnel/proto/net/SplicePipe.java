@@ -16,7 +16,7 @@ import java.nio.channels.WritableByteChannel;
 /**
  * A kernel pipe that moves one stream's bytes from the websocket's socket to the stream's own
  * socket with {@code splice(2)}: the payload of a DATA frame never enters the process. The
- * websocket's reader {@link #fill fills} it; each filled part becomes a {@link Region}, a {@link
+ * websocket's reader {@link #fill fills} it; each filled part becomes a {@link #region}, a {@link
  * FileRegion} written to the stream's socket in order with its other writes, which Netty's epoll
  * transport drains into the socket as the socket takes it.
  *
@@ -26,6 +26,7 @@ import java.nio.channels.WritableByteChannel;
  * last, and whatever it still holds is dropped by the kernel.
  */
 public final class SplicePipe extends AbstractReferenceCounted {
+  private static final org.slf4j.Logger log = org.slf4j.LoggerFactory.getLogger(SplicePipe.class);
   private final FileDescriptor readEnd;
   private final FileDescriptor writeEnd;
   private long held;
@@ -88,17 +89,28 @@ public final class SplicePipe extends AbstractReferenceCounted {
   }
 
   /**
-   * Whether a stream's bytes can be spliced from {@code websocket} into {@code local}: both are
-   * epoll TCP sockets on one event loop, neither runs TLS (a TLS record must be decrypted in the
-   * process), and the local socket is open.
+   * A new pipe, or null when none can be had ({@link #open}'s reasons, logged at debug): the caller
+   * then copies, as it would without splicing.
+   */
+  public static SplicePipe openOrNull() {
+    try {
+      return open();
+    } catch (IOException e) {
+      log.debug("no pipe to splice through ({}); copying instead", e.getMessage());
+      return null;
+    }
+  }
+
+  /**
+   * Whether a stream's bytes can be spliced between {@code websocket}, a plaintext epoll socket
+   * (one a splice tap was installed on), and {@code local}: an open epoll TCP socket on the same
+   * event loop without TLS (a TLS record must be decrypted in the process).
    */
   public static boolean canDrainInto(Channel websocket, Channel local) {
-    return websocket instanceof AbstractEpollStreamChannel
-        && local instanceof EpollSocketChannel
+    return local instanceof EpollSocketChannel
         && local.isActive()
         && local.eventLoop() == websocket.eventLoop()
-        && local.pipeline().get(SslHandler.class) == null
-        && websocket.pipeline().get(SslHandler.class) == null;
+        && local.pipeline().get(SslHandler.class) == null;
   }
 
   /** The file descriptor of an epoll channel, for splicing from or to it. */
@@ -151,7 +163,7 @@ public final class SplicePipe extends AbstractReferenceCounted {
    * A region for the next {@code count} bytes in the pipe, to write to the epoll channel {@code
    * local}. It holds a reference to this pipe until it is released.
    */
-  public Region region(int count, Channel local) {
+  public FileRegion region(int count, Channel local) {
     retain();
     return new Region(count, fd(local));
   }
@@ -190,19 +202,95 @@ public final class SplicePipe extends AbstractReferenceCounted {
     return new Framed(header, payload, staging, fd(websocket));
   }
 
-  private final class Framed extends AbstractReferenceCounted implements FileRegion {
+  /**
+   * Bytes of this pipe written to a socket as a {@link FileRegion}: Netty's epoll transport calls
+   * {@link #transferTo} while the socket takes bytes, and waits for it to become writable when it
+   * takes none. A region holds a reference to this pipe until it is released.
+   */
+  private abstract class PipeRegion extends AbstractReferenceCounted implements FileRegion {
+    final int targetFd;
+    final long count;
+    long transferred;
+
+    PipeRegion(long count, int targetFd) {
+      this.count = count;
+      this.targetFd = targetFd;
+    }
+
+    @Override
+    public long position() {
+      return 0;
+    }
+
+    @Override
+    @Deprecated
+    public long transfered() {
+      return transferred;
+    }
+
+    @Override
+    public long transferred() {
+      return transferred;
+    }
+
+    @Override
+    public long count() {
+      return count;
+    }
+
+    @Override
+    protected void deallocate() {
+      SplicePipe.this.release();
+    }
+
+    @Override
+    public PipeRegion retain() {
+      super.retain();
+      return this;
+    }
+
+    @Override
+    public PipeRegion retain(int increment) {
+      super.retain(increment);
+      return this;
+    }
+
+    @Override
+    public PipeRegion touch() {
+      return this;
+    }
+
+    @Override
+    public PipeRegion touch(Object hint) {
+      return this;
+    }
+  }
+
+  /** The next {@code count} bytes of the pipe, spliced straight into the socket. */
+  private final class Region extends PipeRegion {
+    Region(int count, int targetFd) {
+      super(count, targetFd);
+    }
+
+    /** Splices the region's next bytes from the pipe into the socket; 0 when the socket is full. */
+    @Override
+    public long transferTo(WritableByteChannel target, long position) throws IOException {
+      int n = drain(targetFd, count - transferred);
+      transferred += n;
+      return n;
+    }
+  }
+
+  /** A websocket message: its headers, then payload bytes of the pipe, through a staging pipe. */
+  private final class Framed extends PipeRegion {
     private final ByteBuf header;
     private final SplicePipe staging;
-    private final int targetFd;
-    private final long count;
     private long payloadLeft;
-    private long transferred;
 
     Framed(ByteBuf header, int payload, SplicePipe staging, int targetFd) {
+      super(header.readableBytes() + (long) payload, targetFd);
       this.header = header;
       this.staging = staging;
-      this.targetFd = targetFd;
-      this.count = header.readableBytes() + (long) payload;
       this.payloadLeft = payload;
     }
 
@@ -229,125 +317,10 @@ public final class SplicePipe extends AbstractReferenceCounted {
     }
 
     @Override
-    public long position() {
-      return 0;
-    }
-
-    @Override
-    @Deprecated
-    public long transfered() {
-      return transferred;
-    }
-
-    @Override
-    public long transferred() {
-      return transferred;
-    }
-
-    @Override
-    public long count() {
-      return count;
-    }
-
-    @Override
     protected void deallocate() {
       header.release();
       staging.release();
-      SplicePipe.this.release();
-    }
-
-    @Override
-    public Framed retain() {
-      super.retain();
-      return this;
-    }
-
-    @Override
-    public Framed retain(int increment) {
-      super.retain(increment);
-      return this;
-    }
-
-    @Override
-    public Framed touch() {
-      return this;
-    }
-
-    @Override
-    public Framed touch(Object hint) {
-      return this;
-    }
-  }
-
-  /**
-   * {@code count} bytes of the pipe, written to a socket as a {@link FileRegion}: Netty's epoll
-   * transport calls {@link #transferTo} while the socket takes bytes and waits for it to become
-   * writable when it takes none.
-   */
-  public final class Region extends AbstractReferenceCounted implements FileRegion {
-    private final int count;
-    private final int targetFd;
-    private long transferred;
-
-    private Region(int count, int targetFd) {
-      this.count = count;
-      this.targetFd = targetFd;
-    }
-
-    @Override
-    public long position() {
-      return 0;
-    }
-
-    @Override
-    @Deprecated
-    public long transfered() {
-      return transferred;
-    }
-
-    @Override
-    public long transferred() {
-      return transferred;
-    }
-
-    @Override
-    public long count() {
-      return count;
-    }
-
-    /** Splices the region's next bytes from the pipe into the socket; 0 when the socket is full. */
-    @Override
-    public long transferTo(WritableByteChannel target, long position) throws IOException {
-      int n = drain(targetFd, count - transferred);
-      transferred += n;
-      return n;
-    }
-
-    @Override
-    protected void deallocate() {
-      SplicePipe.this.release();
-    }
-
-    @Override
-    public Region retain() {
-      super.retain();
-      return this;
-    }
-
-    @Override
-    public Region retain(int increment) {
-      super.retain(increment);
-      return this;
-    }
-
-    @Override
-    public Region touch() {
-      return this;
-    }
-
-    @Override
-    public Region touch(Object hint) {
-      return this;
+      super.deallocate();
     }
   }
 }

@@ -4,6 +4,7 @@ import io.egresstunnel.proto.FrameType;
 import io.egresstunnel.proto.Limits;
 import io.egresstunnel.proto.net.SplicePipe;
 import io.egresstunnel.proto.net.Transport;
+import io.egresstunnel.proto.net.WebSocketHeader;
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.ByteBufAllocator;
 import io.netty.channel.Channel;
@@ -68,6 +69,7 @@ public final class SpliceTap extends ChannelInboundHandlerAdapter {
   private long remaining; // payload bytes of the current frame still to come (PASS, SPLICE, COPY)
   private TunnelStream stream; // SPLICE and COPY
   private final byte[] header = new byte[14]; // a websocket header split across reads
+  private final ByteBuf headerBytes = io.netty.buffer.Unpooled.wrappedBuffer(header);
   private int headerHave;
   private boolean splicing; // frames are being spliced: reads end at the next header
   private int smallInARow; // small frames passed on since the last spliced one
@@ -84,7 +86,6 @@ public final class SpliceTap extends ChannelInboundHandlerAdapter {
   public static void installIfPossible(ChannelPipeline p, TunnelSession session) {
     Channel ch = p.channel();
     if (!enabled()
-        || !Transport.isNative()
         || !(ch instanceof AbstractEpollStreamChannel)
         || p.get(SessionPipeline.TLS_HANDLER) != null) {
       return;
@@ -94,11 +95,6 @@ public final class SpliceTap extends ChannelInboundHandlerAdapter {
       return;
     }
     p.addBefore(decoder.name(), "splice-tap", new SpliceTap(session));
-  }
-
-  /** Whether {@code p} holds a tap. */
-  public static boolean installed(ChannelPipeline p) {
-    return p.get(SpliceTap.class) != null;
   }
 
   @Override
@@ -118,20 +114,16 @@ public final class SpliceTap extends ChannelInboundHandlerAdapter {
     return ctx.writeAndFlush(message);
   }
 
+  private static final io.netty.channel.MessageSizeEstimator.Handle NETTY_SIZES =
+      io.netty.channel.DefaultMessageSizeEstimator.DEFAULT.newHandle();
+
+  /** Netty's sizes, except that a region counts its bytes (Netty counts a file region as 0). */
   private static final io.netty.channel.MessageSizeEstimator SIZES =
       () ->
-          msg -> {
-            if (msg instanceof ByteBuf b) {
-              return b.readableBytes();
-            }
-            if (msg instanceof io.netty.buffer.ByteBufHolder h) {
-              return h.content().readableBytes();
-            }
-            if (msg instanceof io.netty.channel.FileRegion r) {
-              return (int) Math.min(Integer.MAX_VALUE, r.count());
-            }
-            return 8; // Netty's default for anything else
-          };
+          msg ->
+              msg instanceof io.netty.channel.FileRegion r
+                  ? (int) Math.min(Integer.MAX_VALUE, r.count())
+                  : NETTY_SIZES.size(msg);
 
   @Override
   public void handlerRemoved(ChannelHandlerContext ctx) {
@@ -204,7 +196,8 @@ public final class SpliceTap extends ChannelInboundHandlerAdapter {
         pos = continueSplitHeader(in, pos, end); // the header goes on in the next read
         continue;
       }
-      long payload = payloadLength(in, pos);
+      // An invalid length answers Long.MAX_VALUE: all the rest is passed on, the decoder ends it.
+      long payload = WebSocketHeader.payloadLength(in, pos);
       if (takeable(in, pos, end, headerLength, payload)) {
         int streamId = in.getInt(pos + headerLength + 5);
         int dataLength = (int) (payload - Limits.HEADER_SIZE);
@@ -284,7 +277,7 @@ public final class SpliceTap extends ChannelInboundHandlerAdapter {
   private static boolean takeable(ByteBuf in, int pos, int end, int headerLength, long payload) {
     int b0 = in.getUnsignedByte(pos);
     int b1 = in.getUnsignedByte(pos + 1);
-    if (b0 != 0x82
+    if (b0 != WebSocketHeader.FINAL_BINARY
         || (b1 & 0x80) != 0
         || payload < Limits.HEADER_SIZE
         || payload > Limits.HEADER_SIZE + Limits.MAX_FRAME_PAYLOAD_CEILING) {
@@ -305,31 +298,8 @@ public final class SpliceTap extends ChannelInboundHandlerAdapter {
     if (end - pos < 2) {
       return -1;
     }
-    int length = headerLength(in.getUnsignedByte(pos + 1));
+    int length = WebSocketHeader.sizeFrom(in.getUnsignedByte(pos + 1));
     return end - pos < length ? -1 : length;
-  }
-
-  private static int headerLength(int b1) {
-    int len7 = b1 & 0x7F;
-    int ext = len7 == 126 ? 2 : len7 == 127 ? 8 : 0;
-    return 2 + ext + ((b1 & 0x80) != 0 ? 4 : 0);
-  }
-
-  /**
-   * The payload length in the websocket header at {@code pos}. A 64-bit length with its top bit set
-   * is invalid; the decoder rejects it and closes the connection, and until then the tap passes
-   * everything on: it answers {@link Long#MAX_VALUE}.
-   */
-  private static long payloadLength(ByteBuf in, int pos) {
-    int len7 = in.getUnsignedByte(pos + 1) & 0x7F;
-    return switch (len7) {
-      case 126 -> in.getUnsignedShort(pos + 2);
-      case 127 -> {
-        long len = in.getLong(pos + 2);
-        yield len < 0 ? Long.MAX_VALUE : len;
-      }
-      default -> len7;
-    };
   }
 
   /**
@@ -339,8 +309,8 @@ public final class SpliceTap extends ChannelInboundHandlerAdapter {
   private int continueSplitHeader(ByteBuf in, int pos, int end) {
     while (pos < end) {
       header[headerHave++] = in.getByte(pos++);
-      if (headerHave >= 2 && headerHave == headerLength(header[1] & 0xFF)) {
-        long payload = payloadLength(io.netty.buffer.Unpooled.wrappedBuffer(header), 0);
+      if (headerHave >= 2 && headerHave == WebSocketHeader.sizeFrom(header[1] & 0xFF)) {
+        long payload = WebSocketHeader.payloadLength(headerBytes, 0);
         headerHave = 0;
         remaining = payload;
         mode = payload == 0 ? Mode.HEADER : Mode.PASS;

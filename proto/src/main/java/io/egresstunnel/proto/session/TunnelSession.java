@@ -17,6 +17,7 @@ import io.egresstunnel.proto.ServerHello;
 import io.egresstunnel.proto.WindowUpdate;
 import io.egresstunnel.proto.net.Addresses;
 import io.egresstunnel.proto.net.SplicePipe;
+import io.egresstunnel.proto.net.WebSocketHeader;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelFutureListener;
 import io.netty.channel.ChannelHandlerContext;
@@ -520,15 +521,8 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
     if (spliceTap == null || !(unmaskedSends || role == Role.SERVER) || !established || closing) {
       return false;
     }
-    if (sendStaging == null) {
-      try {
-        sendStaging = SplicePipe.open();
-      } catch (java.io.IOException e) {
-        log.debug("{}: no pipe to splice sends through ({})", describe(), e.getMessage());
-        return false; // no pipe to spare: streams send by copying until one can be had
-      }
-    }
-    return true;
+    // With no pipe to spare, streams send by copying until one can be had.
+    return sendStaging != null || (sendStaging = SplicePipe.openOrNull()) != null;
   }
 
   /**
@@ -536,16 +530,8 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
    * below the websocket encoder (it is a whole websocket message already); flushed.
    */
   io.netty.channel.ChannelFuture writeSpliced(int streamId, SplicePipe payload, int n) {
-    int wsLength = Limits.HEADER_SIZE + n;
     io.netty.buffer.ByteBuf header = ctx.alloc().directBuffer(SpliceTap.MAX_HEADERS);
-    header.writeByte(0x82); // FIN, binary
-    if (wsLength <= 125) {
-      header.writeByte(wsLength);
-    } else if (wsLength <= 0xFFFF) {
-      header.writeByte(126).writeShort(wsLength);
-    } else {
-      header.writeByte(127).writeLong(wsLength);
-    }
+    WebSocketHeader.write(header, WebSocketHeader.FINAL_BINARY, false, Limits.HEADER_SIZE + n);
     FrameCodec.writeHeader(header, FrameType.DATA, streamId, n);
     metrics.frameSent(FrameType.DATA);
     return spliceTap.write(payload.framed(header, n, sendStaging, ctx.channel()));
@@ -780,10 +766,8 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
   @Override
   public void channelInactive(ChannelHandlerContext ctx) {
     closing = true;
-    if (sendStaging != null) {
-      sendStaging.release(); // regions not written yet hold it until the channel drops them
-      sendStaging = null;
-    }
+    ReferenceCountUtil.release(sendStaging); // regions not written yet hold it till they go
+    sendStaging = null;
     if (handshakeTimer != null) {
       handshakeTimer.cancel(false);
     }

@@ -296,23 +296,10 @@ public final class TunnelStream {
    */
   boolean canSplice(int n) {
     return open()
-        && n > 0
         && n <= receiveWindow
         && local != null
         && SplicePipe.canDrainInto(session.channel(), local)
-        && openPipe();
-  }
-
-  private boolean openPipe() {
-    if (pipe == null) {
-      try {
-        pipe = SplicePipe.open();
-      } catch (java.io.IOException e) {
-        log.debug("stream {}: no pipe to splice through ({}); reading instead", id, e.getMessage());
-        return false; // out of file descriptors, say: the payload takes the usual path
-      }
-    }
-    return true;
+        && (pipe != null || (pipe = SplicePipe.openOrNull()) != null);
   }
 
   /**
@@ -613,12 +600,8 @@ public final class TunnelStream {
         || !SplicePipe.canDrainInto(session.channel(), local)) {
       return false;
     }
-    if (sendPipe == null) {
-      try {
-        sendPipe = SplicePipe.open();
-      } catch (java.io.IOException e) {
-        return false;
-      }
+    if (sendPipe == null && (sendPipe = SplicePipe.openOrNull()) == null) {
+      return false;
     }
     splicingSends = true;
     try {
@@ -745,14 +728,11 @@ public final class TunnelStream {
       }
       toLocalBytes = 0;
     }
-    if (pipe != null) {
-      pipe.release(); // its regions still queued for the socket hold it until they are written
-      pipe = null;
-    }
-    if (sendPipe != null) {
-      sendPipe.release(); // likewise, a frame still queued for the websocket
-      sendPipe = null;
-    }
+    // Regions still queued for the socket or the websocket hold their pipe until they are written.
+    ReferenceCountUtil.release(pipe);
+    ReferenceCountUtil.release(sendPipe);
+    pipe = null;
+    sendPipe = null;
     if (openPromise != null && wasDialling) {
       openPromise.tryFailure(
           dialFailure != null

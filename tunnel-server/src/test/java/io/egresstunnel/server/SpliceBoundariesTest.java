@@ -17,16 +17,15 @@ import io.egresstunnel.proto.Limits;
 import io.egresstunnel.proto.ServerHello;
 import io.egresstunnel.proto.WindowUpdate;
 import io.egresstunnel.proto.net.Transport;
+import io.egresstunnel.proto.net.WebSocketHeader;
 import io.egresstunnel.routing.EgressMode;
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.ByteBufUtil;
 import io.netty.buffer.Unpooled;
 import io.netty.buffer.UnpooledByteBufAllocator;
 import io.netty.util.ReferenceCountUtil;
-import java.io.ByteArrayOutputStream;
 import java.io.DataInputStream;
 import java.io.IOException;
-import java.io.InputStream;
 import java.io.OutputStream;
 import java.net.Socket;
 import java.security.MessageDigest;
@@ -59,28 +58,8 @@ class SpliceBoundariesTest {
         Duration.ofSeconds(120),
         () -> {
           try (TunnelFixture fx = new TunnelFixture(EgressMode.POD);
-              Socket agent = new Socket()) {
-            agent.connect(fx.server.agentAddress(), 5_000);
-            agent.setSoTimeout(60_000);
-            agent.setTcpNoDelay(true);
-            assertThat(AgentAuthenticationTest.upgrade(agent, null, "node-raw"))
-                .startsWith("HTTP/1.1 101");
-            RawAgent raw = new RawAgent(agent);
-            raw.send(
-                encode(
-                    new AgentHello(
-                        Limits.MIN_VERSION,
-                        Limits.MAX_VERSION,
-                        AgentHello.CAP_UNMASKED_FRAMES,
-                        Limits.DEFAULT_INITIAL_WINDOW,
-                        Limits.DEFAULT_MAX_FRAME_PAYLOAD,
-                        10250,
-                        "node-raw",
-                        List.of(),
-                        List.of(Cidr.parse("127.1.45.0/24")))));
-            ServerHello hello = (ServerHello) raw.next();
-            raw.window = hello.initialWindow();
-
+              RawAgent raw =
+                  RawAgent.connect(fx, "node-raw", List.of(Cidr.parse("127.1.45.0/24")))) {
             CompletableFuture<String> received =
                 CompletableFuture.supplyAsync(
                     () -> {
@@ -127,25 +106,7 @@ class SpliceBoundariesTest {
         () -> {
           try (TunnelFixture fx = new TunnelFixture(EgressMode.POD)) {
             for (int round = 0; round < 2; round++) {
-              try (Socket agent = new Socket()) {
-                agent.connect(fx.server.agentAddress(), 5_000);
-                agent.setSoTimeout(20_000);
-                assertThat(AgentAuthenticationTest.upgrade(agent, null, "node-bad-" + round))
-                    .startsWith("HTTP/1.1 101");
-                RawAgent raw = new RawAgent(agent);
-                raw.send(
-                    encode(
-                        new AgentHello(
-                            Limits.MIN_VERSION,
-                            Limits.MAX_VERSION,
-                            AgentHello.CAP_UNMASKED_FRAMES,
-                            Limits.DEFAULT_INITIAL_WINDOW,
-                            Limits.DEFAULT_MAX_FRAME_PAYLOAD,
-                            10250,
-                            "node-bad-" + round,
-                            List.of(),
-                            List.of())));
-                assertThat(raw.next()).isInstanceOf(ServerHello.class);
+              try (RawAgent raw = RawAgent.connect(fx, "node-bad-" + round, List.of())) {
                 byte[] hostile = new byte[64];
                 hostile[0] = (byte) 0x82;
                 hostile[1] = 127;
@@ -155,12 +116,10 @@ class SpliceBoundariesTest {
                   hostile[i] = (byte) 0xFF;
                 }
                 hostile[9] = (byte) 0xF6;
-                OutputStream out = agent.getOutputStream();
-                out.write(hostile);
-                out.flush();
-                InputStream in = agent.getInputStream();
+                raw.out.write(hostile);
+                raw.out.flush();
                 try {
-                  while (in.read() >= 0) {
+                  while (raw.in.read() >= 0) {
                     // the close frame, if any; then the end
                   }
                 } catch (IOException reset) {
@@ -186,34 +145,59 @@ class SpliceBoundariesTest {
 
   /** An unmasked binary websocket frame around {@code payload}. */
   static byte[] wsFrame(byte[] payload) {
-    ByteArrayOutputStream b = new ByteArrayOutputStream(payload.length + 10);
-    b.write(0x82);
-    if (payload.length < 126) {
-      b.write(payload.length);
-    } else if (payload.length <= 0xFFFF) {
-      b.write(126);
-      b.write(payload.length >> 8);
-      b.write(payload.length);
-    } else {
-      b.write(127);
-      for (int shift = 56; shift >= 0; shift -= 8) {
-        b.write((int) ((long) payload.length >> shift));
-      }
-    }
-    b.writeBytes(payload);
-    return b.toByteArray();
+    ByteBuf frame = Unpooled.buffer(WebSocketHeader.size(payload.length, false) + payload.length);
+    WebSocketHeader.write(frame, WebSocketHeader.FINAL_BINARY, false, payload.length);
+    frame.writeBytes(payload);
+    return ByteBufUtil.getBytes(frame);
   }
 
   /** The agent end of a session, by hand: frames out, frames in, a send window. */
-  private static final class RawAgent {
-    private final OutputStream out;
-    private final DataInputStream in;
+  private static final class RawAgent implements AutoCloseable {
+    private final Socket socket;
+    final OutputStream out;
+    final DataInputStream in;
     int window;
     private final Object credit = new Object();
 
-    RawAgent(Socket s) throws IOException {
-      this.out = s.getOutputStream();
-      this.in = new DataInputStream(s.getInputStream());
+    private RawAgent(Socket socket) throws IOException {
+      this.socket = socket;
+      this.out = socket.getOutputStream();
+      this.in = new DataInputStream(socket.getInputStream());
+    }
+
+    /**
+     * Upgrades a connection to {@code fx}'s agent port for {@code node}, says an unmasked hello for
+     * {@code podCidrs} and reads the server's hello, which sets the send window.
+     */
+    static RawAgent connect(TunnelFixture fx, String node, List<Cidr> podCidrs) throws Exception {
+      Socket s = new Socket();
+      s.connect(fx.server.agentAddress(), 5_000);
+      s.setSoTimeout(20_000);
+      s.setTcpNoDelay(true);
+      assertThat(AgentAuthenticationTest.upgrade(s, null, node)).startsWith("HTTP/1.1 101");
+      OutputStream out = s.getOutputStream();
+      out.write(
+          wsFrame(
+              encode(
+                  new AgentHello(
+                      Limits.MIN_VERSION,
+                      Limits.MAX_VERSION,
+                      AgentHello.CAP_UNMASKED_FRAMES,
+                      Limits.DEFAULT_INITIAL_WINDOW,
+                      Limits.DEFAULT_MAX_FRAME_PAYLOAD,
+                      10250,
+                      node,
+                      List.of(),
+                      podCidrs))));
+      out.flush();
+      RawAgent raw = new RawAgent(s);
+      raw.window = ((ServerHello) raw.next()).initialWindow();
+      return raw;
+    }
+
+    @Override
+    public void close() throws IOException {
+      socket.close();
     }
 
     void send(byte[] frame) throws IOException {
@@ -321,7 +305,10 @@ class SpliceBoundariesTest {
         out.flush();
         pos = end;
         if (random.nextInt(4) == 0) {
-          Thread.sleep(0, 200_000); // let the server read what is there
+          // Pacing, not waiting for something: give the server a moment to take what is there
+          // before more comes, so that its reads end at this cut. No event says it has: a splice
+          // in progress takes the bytes without a read.
+          Thread.sleep(0, 200_000);
         }
       }
     }

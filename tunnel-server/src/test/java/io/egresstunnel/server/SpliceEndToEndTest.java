@@ -1,6 +1,7 @@
 package io.egresstunnel.server;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
 import static org.junit.jupiter.api.Assertions.assertTimeoutPreemptively;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
@@ -8,6 +9,7 @@ import io.egresstunnel.agent.TunnelAgent;
 import io.egresstunnel.proto.net.SplicePipe;
 import io.egresstunnel.proto.net.Transport;
 import io.egresstunnel.proto.session.SpliceTap;
+import io.egresstunnel.proto.session.TunnelSession;
 import io.egresstunnel.routing.EgressMode;
 import java.io.IOException;
 import java.io.InputStream;
@@ -61,7 +63,7 @@ class SpliceEndToEndTest {
       fx.close();
     }
     // Every pipe a stream or a session opened is closed again once they are gone.
-    org.awaitility.Awaitility.await()
+    await()
         .atMost(Duration.ofSeconds(20))
         .untilAsserted(() -> assertThat(SplicePipe.openCount()).isEqualTo(pipesBefore));
   }
@@ -196,8 +198,15 @@ class SpliceEndToEndTest {
           TestTarget echo = target(TestTarget::echo);
           try (Socket stalled = connect(source)) {
             stalled.setReceiveBufferSize(64 * 1024);
-            // Let the stalled stream fill its socket, its pipe and its window.
-            Thread.sleep(1500);
+            // Until the stalled stream has filled its socket, its pipe and its window: the agent
+            // has no credit left to send with.
+            await()
+                .atMost(Duration.ofSeconds(30))
+                .until(
+                    () ->
+                        MetricsTest.Scrape.of(agent.metrics().registry())
+                                .get("egress_tunnel_agent_streams_credit_stalled")
+                            == 1);
             try (Socket other = connect(echo)) {
               Transfers.Result r = Transfers.echo(other, 16L << 20, 9);
               assertThat(r.receivedSha()).isEqualTo(r.sentSha());
@@ -280,9 +289,14 @@ class SpliceEndToEndTest {
               byte[] back = in.readNBytes(chunk.length);
               write.get(30, TimeUnit.SECONDS);
               assertThat(back).isEqualTo(chunk);
-              // Quiet for three ping timeouts: the tap waits for a header with nothing buffered,
-              // and pings and pongs pass it both ways.
-              Thread.sleep(3 * PING_TIMEOUT.toMillis());
+              // Quiet for three ping timeouts, the session up all along: the tap waits for a
+              // header with nothing buffered, and pings and pongs pass it both ways.
+              Duration quiet = PING_TIMEOUT.multipliedBy(3);
+              TunnelSession session = fx.session("node-sp");
+              await()
+                  .during(quiet)
+                  .atMost(quiet.plusSeconds(5))
+                  .until(() -> session.channel().isActive());
             }
             s.shutdownOutput();
             assertThat(in.read()).isEqualTo(-1);

@@ -23,7 +23,7 @@ public final class Limits {
   public static final int DEFAULT_MAX_FRAME_PAYLOAD = 256 * 1024;
 
   /** Default per-stream credit window each side grants. */
-  public static final int DEFAULT_INITIAL_WINDOW = 256 * 1024;
+  public static final int DEFAULT_INITIAL_WINDOW = 512 * 1024;
 
   /** Largest window and window increment: a window is a signed 31-bit count. */
   public static final int MAX_WINDOW = Integer.MAX_VALUE;

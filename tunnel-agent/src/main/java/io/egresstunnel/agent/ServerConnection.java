@@ -375,7 +375,6 @@ final class ServerConnection {
           .group(group)
           .channel(Transport.socketChannel())
           .option(ChannelOption.TCP_NODELAY, true)
-          .option(ChannelOption.RCVBUF_ALLOCATOR, Transport.dataReadAllocator())
           .option(
               ChannelOption.WRITE_BUFFER_WATER_MARK,
               new WriteBufferWaterMark(512 * 1024, 2 * 1024 * 1024))
@@ -623,7 +622,7 @@ final class ServerConnection {
     protected void initChannel(Channel ch) {
       AgentConfig.Limits limits = config.limits();
       ChannelPipeline p = ch.pipeline();
-      ch.config().setRecvByteBufAllocator(new SpliceTap.ReadAllocator());
+      ch.config().setRecvByteBufAllocator(new Transport.LimitedReadAllocator());
       if (tls != null) {
         p.addLast(
             SessionPipeline.TLS_HANDLER, tls.get().newHandler(ch.alloc(), uri.getHost(), port));

@@ -201,7 +201,7 @@ public final class TunnelAgentMain implements Callable<Integer> {
   @Option(
       names = "--initial-window",
       paramLabel = "SIZE",
-      defaultValue = "256Ki",
+      defaultValue = "512Ki",
       description = "Per-stream credit window granted to servers. Default: ${DEFAULT-VALUE}.")
   String initialWindow;
 

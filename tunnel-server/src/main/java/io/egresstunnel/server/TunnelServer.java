@@ -12,7 +12,6 @@ import io.egresstunnel.proto.net.TargetDialer;
 import io.egresstunnel.proto.net.TlsOptions;
 import io.egresstunnel.proto.net.Transport;
 import io.egresstunnel.proto.session.SessionPipeline;
-import io.egresstunnel.proto.session.SpliceTap;
 import io.egresstunnel.proto.session.TunnelSession;
 import io.egresstunnel.proto.session.TunnelStream;
 import io.egresstunnel.routing.DeclaredRouter;
@@ -253,8 +252,7 @@ public final class TunnelServer implements AutoCloseable {
             .channel(channelClass)
             .option(ChannelOption.SO_BACKLOG, limits.listenBacklog())
             .childOption(ChannelOption.AUTO_READ, false)
-            .childOption(ChannelOption.ALLOW_HALF_CLOSURE, true)
-            .childOption(ChannelOption.RCVBUF_ALLOCATOR, Transport.dataReadAllocator());
+            .childOption(ChannelOption.ALLOW_HALF_CLOSURE, true);
     if (channelClass == Transport.serverChannel()) {
       b.childOption(ChannelOption.TCP_NODELAY, true); // TCP only; a Unix socket has no Nagle
     }
@@ -299,7 +297,6 @@ public final class TunnelServer implements AutoCloseable {
         .channel(Transport.serverChannel())
         .option(ChannelOption.SO_BACKLOG, limits.listenBacklog())
         .childOption(ChannelOption.TCP_NODELAY, true)
-        .childOption(ChannelOption.RCVBUF_ALLOCATOR, Transport.dataReadAllocator())
         .childOption(
             ChannelOption.WRITE_BUFFER_WATER_MARK,
             new WriteBufferWaterMark(512 * 1024, 2 * 1024 * 1024))
@@ -308,7 +305,7 @@ public final class TunnelServer implements AutoCloseable {
               @Override
               protected void initChannel(Channel ch) {
                 ChannelPipeline p = ch.pipeline();
-                ch.config().setRecvByteBufAllocator(new SpliceTap.ReadAllocator());
+                ch.config().setRecvByteBufAllocator(new Transport.LimitedReadAllocator());
                 if (tls != null) {
                   p.addLast(SessionPipeline.TLS_HANDLER, tls.newHandler(ch.alloc()));
                 }

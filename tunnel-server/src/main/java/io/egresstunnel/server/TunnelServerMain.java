@@ -266,7 +266,7 @@ public final class TunnelServerMain implements Callable<Integer> {
   @Option(
       names = "--initial-window",
       paramLabel = "SIZE",
-      defaultValue = "256Ki",
+      defaultValue = "512Ki",
       description = "Per-stream credit window granted to agents. Default: ${DEFAULT-VALUE}.")
   String initialWindow;
 

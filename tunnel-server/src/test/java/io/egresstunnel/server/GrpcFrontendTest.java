@@ -5,6 +5,7 @@ import static org.awaitility.Awaitility.await;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import io.egresstunnel.agent.TunnelAgent;
+import io.egresstunnel.proto.Limits;
 import io.egresstunnel.proto.net.Transport;
 import io.egresstunnel.proto.session.TunnelStream;
 import io.egresstunnel.routing.EgressMode;
@@ -381,8 +382,8 @@ class GrpcFrontendTest {
 
   /**
    * A client that stops reading stalls its own stream only: what the server holds for it stays
-   * within the stream's credit window (256 KiB) while a download floods it, and another client's
-   * transfer beside it goes on at full speed.
+   * within the stream's credit window while a download floods it, and another client's transfer
+   * beside it goes on at full speed.
    */
   @Test
   void aSlowReaderHoldsAtMostItsWindowAndStallsNoOtherStream() throws Exception {
@@ -404,7 +405,9 @@ class GrpcFrontendTest {
                 return stalled;
               });
       int held = onLoop(stream, s -> (long) s.bufferedToLocal()).intValue();
-      assertThat(held).as("bytes held for the slow reader").isLessThanOrEqualTo(256 * 1024);
+      assertThat(held)
+          .as("bytes held for the slow reader")
+          .isLessThanOrEqualTo(Limits.DEFAULT_INITIAL_WINDOW);
 
       // A neighbour's 8 MiB echo goes through meanwhile.
       try (KonnectivityClient client = KonnectivityClient.overUds(uds)) {

@@ -78,7 +78,7 @@ class TunnelServerMainTest {
     assertThat(c.connectListen().getPort()).isEqualTo(8090);
     assertThat(c.agentListen().getPort()).isEqualTo(8091);
     assertThat(c.adminListen().getPort()).isEqualTo(8092);
-    assertThat(c.limits().initialWindow()).isEqualTo(256 * 1024);
+    assertThat(c.limits().initialWindow()).isEqualTo(512 * 1024);
     assertThat(c.limits().maxFramePayload()).isEqualTo(256 * 1024);
     assertThat(c.limits().listenBacklog()).isEqualTo(4096);
     assertThat(c.tls()).isNull();

@@ -74,6 +74,18 @@ public final class CommonOptions {
   public SpliceMode splice = SpliceMode.AUTO;
 
   @Option(
+      names = "--splice-pipe-size",
+      paramLabel = "SIZE",
+      defaultValue = "256KiB",
+      converter = SizeConverter.class,
+      description =
+          "How much each splice pipe holds (64KiB..1MiB), and so the most one spliced frame"
+              + " carries: larger means fewer system calls per byte. A pipe that the kernel gives"
+              + " smaller than 64KiB (an unprivileged user past fs.pipe-user-pages-soft) is not"
+              + " used: that stream copies. Default: ${DEFAULT-VALUE}.")
+  public int splicePipeSize = io.egresstunnel.proto.net.SplicePipe.DEFAULT_SIZE;
+
+  @Option(
       names = "--tcp-unsent-limit",
       paramLabel = "SIZE",
       defaultValue = "128KiB",
@@ -107,6 +119,11 @@ public final class CommonOptions {
     Transport.unsentLimit(tcpUnsentLimit);
     Transport.receiveBuffer(tcpReceiveBuffer);
     Transport.splice(splice == SpliceMode.AUTO);
+    try {
+      io.egresstunnel.proto.net.SplicePipe.size(splicePipeSize);
+    } catch (IllegalArgumentException e) {
+      throw new IllegalArgumentException("--splice-pipe-size: " + e.getMessage(), e);
+    }
   }
 
   /** Sets logging up as these flags say. */

@@ -29,11 +29,61 @@ public final class SplicePipe extends AbstractReferenceCounted {
   private static final org.slf4j.Logger log = org.slf4j.LoggerFactory.getLogger(SplicePipe.class);
   private final FileDescriptor readEnd;
   private final FileDescriptor writeEnd;
+  private final int capacity;
   private long held;
 
-  private SplicePipe(FileDescriptor[] ends) {
+  private SplicePipe(FileDescriptor[] ends, int capacity) {
     this.readEnd = ends[0];
     this.writeEnd = ends[1];
+    this.capacity = capacity;
+  }
+
+  /** The kernel's pipe size when nobody asks for another: 16 pages. */
+  public static final int KERNEL_DEFAULT_SIZE = 64 * 1024;
+
+  /**
+   * The smallest pipe worth splicing through. A pipe holds at most this much, so each splice(2)
+   * moves at most this much: below it, copying through the process's 256 KiB reads costs less.
+   * Pipes come smaller when the user's pipe pages pass {@code fs.pipe-user-pages-soft} (the kernel
+   * then gives unprivileged users 2-page pipes and refuses to grow them).
+   */
+  public static final int MIN_SIZE = 64 * 1024;
+
+  /** The default {@link #size(int)}. */
+  public static final int DEFAULT_SIZE = 256 * 1024;
+
+  /**
+   * The most the kernel lets an unprivileged process ask a pipe to hold ({@code fs.pipe-max-size}'s
+   * default).
+   */
+  public static final int MAX_SIZE = 1024 * 1024;
+
+  private static volatile int size = DEFAULT_SIZE;
+
+  /**
+   * Sets how much each pipe is asked to hold ({@code F_SETPIPE_SZ}), {@link #MIN_SIZE} to {@link
+   * #MAX_SIZE}. A spliced frame is at most a pipe's size, so larger pipes mean fewer splice(2)
+   * calls per byte; the kernel allocates a pipe's pages only as bytes pass, so an idle pipe costs
+   * its descriptors and little else.
+   *
+   * @throws IllegalArgumentException outside that range
+   */
+  public static void size(int bytes) {
+    if (bytes < MIN_SIZE || bytes > MAX_SIZE) {
+      throw new IllegalArgumentException(
+          "a splice pipe's size must be from 64KiB to 1MiB, not " + bytes + " bytes");
+    }
+    size = bytes;
+  }
+
+  /** The current {@link #size(int)}. */
+  public static int size() {
+    return size;
+  }
+
+  /** How much this pipe holds: what the kernel granted of {@link #size()}. */
+  public int capacity() {
+    return capacity;
   }
 
   /**
@@ -80,12 +130,24 @@ public final class SplicePipe extends AbstractReferenceCounted {
       open.decrementAndGet();
       throw new IOException("the process has " + maxOpen + " pipes open already");
     }
+    FileDescriptor[] ends;
     try {
-      return new SplicePipe(FileDescriptor.pipe());
+      ends = FileDescriptor.pipe();
     } catch (IOException | RuntimeException e) {
       open.decrementAndGet();
       throw e;
     }
+    int capacity = PipeSize.resize(ends[1].intValue(), size);
+    if (capacity < MIN_SIZE) {
+      closeQuietly(ends[0]);
+      closeQuietly(ends[1]);
+      open.decrementAndGet();
+      throw new IOException(
+          "the kernel gave a pipe of "
+              + capacity
+              + " bytes (fs.pipe-user-pages-soft reached?), too small to splice through");
+    }
+    return new SplicePipe(ends, capacity);
   }
 
   /**

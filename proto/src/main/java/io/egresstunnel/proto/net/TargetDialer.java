@@ -117,7 +117,6 @@ public final class TargetDialer implements AutoCloseable {
             .option(ChannelOption.ALLOW_HALF_CLOSURE, true)
             .option(ChannelOption.TCP_NODELAY, true)
             .option(ChannelOption.CONNECT_TIMEOUT_MILLIS, timeoutMillis)
-            .option(ChannelOption.RCVBUF_ALLOCATOR, Transport.dataReadAllocator())
             .handler(
                 new ChannelInitializer<Channel>() {
                   @Override

@@ -100,6 +100,7 @@ public final class Transport {
    * left alone.
    */
   public static void tuneStreamSocket(Channel ch) {
+    ch.config().setRecvByteBufAllocator(new LimitedReadAllocator());
     int limit = unsentLimit;
     if (limit > 0 && ch instanceof EpollSocketChannel epollChannel) {
       epollChannel.config().setTcpNotSentLowAt(limit);
@@ -263,8 +264,62 @@ public final class Transport {
   }
 
   /** The receive-buffer sizing for data channels. */
-  public static RecvByteBufAllocator dataReadAllocator() {
+  private static RecvByteBufAllocator dataReadAllocator() {
     return new AdaptiveRecvByteBufAllocator(MIN_READ, INITIAL_READ, MAX_READ);
+  }
+
+  /**
+   * Read sizes as {@link #dataReadAllocator()}, each read at most what a {@link #limit} says at the
+   * time (at least a byte): a stream's socket reads no more than the stream's credit, so a stream
+   * that stalls holds nothing beyond its window; the websocket's splice tap ends reads at frame
+   * headers. One per channel, set before the channel's first read: Netty keeps the handle.
+   */
+  public static final class LimitedReadAllocator implements RecvByteBufAllocator {
+    private final RecvByteBufAllocator sizes = dataReadAllocator();
+    private volatile java.util.function.IntSupplier limit;
+
+    /** Limits the reads from now on; null lifts the limit. */
+    public void limit(java.util.function.IntSupplier limit) {
+      this.limit = limit;
+    }
+
+    @Override
+    public Handle newHandle() {
+      return new LimitedHandle((ExtendedHandle) sizes.newHandle());
+    }
+
+    private final class LimitedHandle extends DelegatingHandle implements ExtendedHandle {
+      LimitedHandle(ExtendedHandle delegate) {
+        super(delegate);
+      }
+
+      @Override
+      public io.netty.buffer.ByteBuf allocate(io.netty.buffer.ByteBufAllocator alloc) {
+        return alloc.ioBuffer(guess());
+      }
+
+      @Override
+      public int guess() {
+        int guess = delegate().guess();
+        java.util.function.IntSupplier l = limit;
+        return l == null ? guess : Math.max(1, Math.min(guess, l.getAsInt()));
+      }
+
+      @Override
+      public boolean continueReading(io.netty.util.UncheckedBooleanSupplier maybeMoreDataSupplier) {
+        return ((ExtendedHandle) delegate()).continueReading(maybeMoreDataSupplier);
+      }
+    }
+  }
+
+  /**
+   * Limits {@code ch}'s reads to what {@code limit} says, if its reads are a {@link
+   * LimitedReadAllocator}'s ({@link #tuneStreamSocket} and the agent links set one); null lifts it.
+   */
+  public static void limitReads(Channel ch, java.util.function.IntSupplier limit) {
+    if (ch.config().getRecvByteBufAllocator() instanceof LimitedReadAllocator a) {
+      a.limit(limit);
+    }
   }
 
   /**

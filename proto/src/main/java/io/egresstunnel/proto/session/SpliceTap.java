@@ -6,15 +6,12 @@ import io.egresstunnel.proto.net.SplicePipe;
 import io.egresstunnel.proto.net.Transport;
 import io.egresstunnel.proto.net.WebSocketHeader;
 import io.netty.buffer.ByteBuf;
-import io.netty.buffer.ByteBufAllocator;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInboundHandlerAdapter;
 import io.netty.channel.ChannelPipeline;
-import io.netty.channel.RecvByteBufAllocator;
 import io.netty.channel.epoll.AbstractEpollStreamChannel;
 import io.netty.handler.codec.http.websocketx.WebSocketFrameDecoder;
-import io.netty.util.UncheckedBooleanSupplier;
 import java.io.IOException;
 
 /**
@@ -29,11 +26,11 @@ import java.io.IOException;
  * binary, unmasked, no extension bits, a DATA header that agrees with the websocket length.
  *
  * <p>To find the next header without reading into its payload, once a frame has been spliced the
- * tap ends every read at the next header ({@link ReadAllocator}): one header, or the rest of a
- * frame it passes on and the header after it. Reads go back to their usual size after {@value
- * #SMALL_FRAMES_TO_STOP} small frames in a row and none spliced. If the stream's pipe fills (its
- * socket is slow), the rest of the frame is read into the process as usual: a slow stream never
- * holds the websocket up.
+ * tap ends every read at the next header ({@link Transport.LimitedReadAllocator}): one header, or
+ * the rest of a frame it passes on and the header after it. Reads go back to their usual size after
+ * {@value #SMALL_FRAMES_TO_STOP} small frames in a row and none spliced. If the stream's pipe fills
+ * (its socket is slow), the rest of the frame is read into the process as usual: a slow stream
+ * never holds the websocket up.
  */
 public final class SpliceTap extends ChannelInboundHandlerAdapter {
   /** Whether sessions splice where they can: {@link Transport#splicing()}. */
@@ -101,9 +98,7 @@ public final class SpliceTap extends ChannelInboundHandlerAdapter {
   public void handlerAdded(ChannelHandlerContext ctx) {
     this.ctx = ctx;
     this.socketFd = SplicePipe.fd(ctx.channel());
-    if (ctx.channel().config().getRecvByteBufAllocator() instanceof ReadAllocator a) {
-      a.tap = this;
-    }
+    Transport.limitReads(ctx.channel(), this::nextReadLimit);
     // A spliced send waits in the outbound buffer as a region: count its bytes for writability.
     ctx.channel().config().setMessageSizeEstimator(SIZES);
     session.spliceTap(this);
@@ -128,9 +123,7 @@ public final class SpliceTap extends ChannelInboundHandlerAdapter {
   @Override
   public void handlerRemoved(ChannelHandlerContext ctx) {
     session.spliceTap(null);
-    if (ctx.channel().config().getRecvByteBufAllocator() instanceof ReadAllocator a) {
-      a.tap = null;
-    }
+    Transport.limitReads(ctx.channel(), null);
   }
 
   /** How many bytes the next read may take: one header after a spliced frame, else any. */
@@ -324,43 +317,5 @@ public final class SpliceTap extends ChannelInboundHandlerAdapter {
   public void channelInactive(ChannelHandlerContext ctx) {
     endTakenFrame();
     ctx.fireChannelInactive();
-  }
-
-  /**
-   * The websocket's read sizes: as {@link Transport#dataReadAllocator()}, except that a read ends
-   * where the tap wants it to ({@link #nextReadLimit}). One per channel: set it before the
-   * channel's first read.
-   */
-  public static final class ReadAllocator implements RecvByteBufAllocator {
-    private final RecvByteBufAllocator sizes = Transport.dataReadAllocator();
-    volatile SpliceTap tap;
-
-    @Override
-    public Handle newHandle() {
-      return new LimitedHandle((ExtendedHandle) sizes.newHandle());
-    }
-
-    private final class LimitedHandle extends DelegatingHandle implements ExtendedHandle {
-      LimitedHandle(ExtendedHandle delegate) {
-        super(delegate);
-      }
-
-      @Override
-      public ByteBuf allocate(ByteBufAllocator alloc) {
-        return alloc.ioBuffer(guess());
-      }
-
-      @Override
-      public int guess() {
-        int guess = delegate().guess();
-        SpliceTap t = tap;
-        return t == null ? guess : Math.min(guess, t.nextReadLimit());
-      }
-
-      @Override
-      public boolean continueReading(UncheckedBooleanSupplier maybeMoreDataSupplier) {
-        return ((ExtendedHandle) delegate()).continueReading(maybeMoreDataSupplier);
-      }
-    }
   }
 }

@@ -584,7 +584,7 @@ public final class TunnelStream {
   /**
    * Sends what the local socket holds by splicing it into this stream's send pipe and from there,
    * behind its headers, into the websocket: one frame at a time per stream, each of at most the
-   * credit, the peer's frame limit and {@link #MAX_SPLICED_FRAME}.
+   * credit, the peer's frame limit and the pipe's size less {@link #SPLICED_HEADER_ROOM}.
    *
    * @return true if it sent, or a sent frame is still going out (its completion, a window update or
    *     the websocket's writability calls {@link #maybeReadLocal} again); false if the stream is to
@@ -606,7 +606,10 @@ public final class TunnelStream {
     splicingSends = true;
     try {
       while (sendWindow > 0 && canSend() && !localEof && session.isWritable()) {
-        int want = Math.min(sendWindow, Math.min(session.peerMaxFramePayload(), MAX_SPLICED_FRAME));
+        int want =
+            Math.min(
+                sendWindow,
+                Math.min(session.peerMaxFramePayload(), sendPipe.capacity() - SPLICED_HEADER_ROOM));
         int n;
         try {
           n = sendPipe.fill(SplicePipe.fd(local), want);
@@ -645,10 +648,10 @@ public final class TunnelStream {
   }
 
   /**
-   * The most one spliced send takes: what a pipe's 16 pages hold with room for its headers, so that
-   * a frame and its headers leave the session's staging pipe in one go.
+   * What a spliced send leaves of its pipe's size: a page for the headers, so that a frame and its
+   * headers fit the session's staging pipe (as large as the stream's) and leave in one go.
    */
-  static final int MAX_SPLICED_FRAME = 60 * 1024;
+  static final int SPLICED_HEADER_ROOM = 4 * 1024;
 
   /**
    * A stream splices what it sends once it has sent this much the usual way: a short exchange (an
@@ -799,6 +802,14 @@ public final class TunnelStream {
 
   /** Lives in the local socket's pipeline and hands its events to the stream's event loop. */
   private final class LocalRelayHandler extends ChannelInboundHandlerAdapter {
+    @Override
+    public void handlerAdded(ChannelHandlerContext ctx) {
+      // Reads take no more than the credit, so a stalled stream holds its window and nothing
+      // more. Without credit the stream asks for no reads; the socket is read then only because
+      // its peer has closed and Netty drains it to the end, which goes best in full-size reads.
+      Transport.limitReads(ctx.channel(), () -> sendWindow > 0 ? sendWindow : Integer.MAX_VALUE);
+    }
+
     @Override
     public void channelRead(ChannelHandlerContext ctx, Object msg) {
       if (!(msg instanceof ByteBuf buf)) {

@@ -2,7 +2,6 @@ package io.egresstunnel.proto.net;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import io.netty.bootstrap.ServerBootstrap;
 import io.netty.buffer.Unpooled;
@@ -10,13 +9,7 @@ import io.netty.channel.Channel;
 import io.netty.channel.ChannelInboundHandlerAdapter;
 import io.netty.channel.ChannelOption;
 import io.netty.channel.EventLoopGroup;
-import io.netty.channel.IoHandlerFactory;
 import io.netty.channel.MultiThreadIoEventLoopGroup;
-import io.netty.channel.ServerChannel;
-import io.netty.channel.epoll.Epoll;
-import io.netty.channel.epoll.EpollServerSocketChannel;
-import io.netty.channel.nio.NioIoHandler;
-import io.netty.channel.socket.nio.NioServerSocketChannel;
 import java.io.InputStream;
 import java.net.InetSocketAddress;
 import java.net.Socket;
@@ -68,22 +61,13 @@ class HalfCloseTest {
   /** A client socket whose server side, once accepted with data pending, gets {@code action}. */
   private static Socket accepted(String transport, java.util.function.Consumer<Channel> action)
       throws Exception {
-    IoHandlerFactory factory;
-    Class<? extends ServerChannel> serverClass;
-    if (transport.equals("epoll")) {
-      assumeTrue(Epoll.isAvailable());
-      factory = new EpollInterestFix();
-      serverClass = EpollServerSocketChannel.class;
-    } else {
-      factory = NioIoHandler.newFactory();
-      serverClass = NioServerSocketChannel.class;
-    }
-    EventLoopGroup g = new MultiThreadIoEventLoopGroup(1, factory);
+    TestIo io = TestIo.of(transport);
+    EventLoopGroup g = new MultiThreadIoEventLoopGroup(1, io.factory());
     CompletableFuture<Channel> child = new CompletableFuture<>();
     Channel server =
         new ServerBootstrap()
             .group(g)
-            .channel(serverClass)
+            .channel(io.serverClass())
             .childOption(ChannelOption.AUTO_READ, false)
             .childOption(ChannelOption.ALLOW_HALF_CLOSURE, true)
             .childHandler(

@@ -12,15 +12,12 @@ import io.netty.channel.ChannelInboundHandlerAdapter;
 import io.netty.channel.ChannelInitializer;
 import io.netty.channel.ChannelOutboundBuffer;
 import io.netty.channel.EventLoopGroup;
-import io.netty.channel.IoHandlerFactory;
 import io.netty.channel.MultiThreadIoEventLoopGroup;
 import io.netty.channel.ServerChannel;
 import io.netty.channel.epoll.Epoll;
 import io.netty.channel.epoll.EpollServerSocketChannel;
 import io.netty.channel.epoll.EpollSocketChannel;
-import io.netty.channel.nio.NioIoHandler;
 import io.netty.channel.socket.SocketChannel;
-import io.netty.channel.socket.nio.NioServerSocketChannel;
 import java.net.InetSocketAddress;
 import java.net.Socket;
 import java.util.concurrent.CompletableFuture;
@@ -66,20 +63,11 @@ class StreamSocketTuningTest {
   @ParameterizedTest
   @ValueSource(strings = {"nio", "epoll"})
   void aFixedReceiveBufferIsAppliedOnEitherTransport(String transport) throws Exception {
-    IoHandlerFactory factory;
-    Class<? extends ServerChannel> serverClass;
-    if (transport.equals("epoll")) {
-      assumeTrue(Epoll.isAvailable());
-      factory = new EpollInterestFix();
-      serverClass = EpollServerSocketChannel.class;
-    } else {
-      factory = NioIoHandler.newFactory();
-      serverClass = NioServerSocketChannel.class;
-    }
+    TestIo io = TestIo.of(transport);
     Transport.receiveBuffer(384 * 1024);
-    EventLoopGroup g = new MultiThreadIoEventLoopGroup(1, factory);
+    EventLoopGroup g = new MultiThreadIoEventLoopGroup(1, io.factory());
     try (Socket peer = new Socket()) {
-      Channel ch = accepted(g, serverClass, peer);
+      Channel ch = accepted(g, io.serverClass(), peer);
       // Linux doubles what it is given, for its bookkeeping.
       assertThat(((SocketChannel) ch).config().getReceiveBufferSize())
           .isGreaterThanOrEqualTo(384 * 1024);
@@ -95,8 +83,56 @@ class StreamSocketTuningTest {
     assertThatThrownBy(() -> Transport.receiveBuffer(-1)).hasMessageContaining("0 or more");
   }
 
+  /**
+   * A stream's socket reads no more than its limit (the stream's credit) at a time, on either
+   * transport, and full-size again once the limit is lifted.
+   */
+  @ParameterizedTest
+  @ValueSource(strings = {"nio", "epoll"})
+  void readsTakeNoMoreThanTheirLimit(String transport) throws Exception {
+    TestIo io = TestIo.of(transport);
+    EventLoopGroup g = new MultiThreadIoEventLoopGroup(1, io.factory());
+    try (Socket peer = new Socket()) {
+      Channel ch = accepted(g, io.serverClass(), peer);
+      java.util.List<Integer> reads = new java.util.concurrent.CopyOnWriteArrayList<>();
+      ch.eventLoop()
+          .submit(
+              () -> {
+                Transport.limitReads(ch, () -> 10_000);
+                ch.pipeline()
+                    .addLast(
+                        new ChannelInboundHandlerAdapter() {
+                          @Override
+                          public void channelRead(ChannelHandlerContext ctx, Object msg) {
+                            io.netty.buffer.ByteBuf buf = (io.netty.buffer.ByteBuf) msg;
+                            reads.add(buf.readableBytes());
+                            buf.release();
+                          }
+                        });
+              })
+          .sync();
+      peer.getOutputStream().write(new byte[200_000]);
+      awaitTotal(reads, 200_000);
+      assertThat(reads).allSatisfy(n -> assertThat(n).isLessThanOrEqualTo(10_000));
+      reads.clear();
+      Transport.limitReads(ch, null);
+      peer.getOutputStream().write(new byte[4 << 20]);
+      awaitTotal(reads, 4 << 20);
+      assertThat(reads).anySatisfy(n -> assertThat(n).isGreaterThan(10_000));
+      ch.close().sync();
+    } finally {
+      g.shutdownGracefully(0, 1, TimeUnit.SECONDS).sync();
+    }
+  }
+
+  private static void awaitTotal(java.util.List<Integer> reads, int total) {
+    org.awaitility.Awaitility.await()
+        .atMost(java.time.Duration.ofSeconds(20))
+        .until(() -> reads.stream().mapToInt(Integer::intValue).sum() == total);
+  }
+
   /** Connects {@code client} to a fresh server; returns the accepted child, tuned. */
-  private static Channel accepted(
+  static Channel accepted(
       EventLoopGroup g, Class<? extends ServerChannel> serverClass, Socket client)
       throws Exception {
     CompletableFuture<Channel> child = new CompletableFuture<>();

@@ -96,6 +96,15 @@ public final class SplicePipe extends AbstractReferenceCounted {
 
   private static volatile int maxOpen = defaultMaxOpen();
 
+  /**
+   * When the kernel last gave a pipe below {@link #MIN_SIZE}: for a second after, no pipe is asked
+   * for, so that streams copy without a pipe's system calls for every frame they would splice.
+   */
+  private static volatile long smallPipeAt = System.nanoTime() - Long.MAX_VALUE / 2;
+
+  private static final long SMALL_PIPE_BACKOFF_NANOS = 1_000_000_000L;
+  private static volatile boolean smallPipeLogged;
+
   private static int defaultMaxOpen() {
     long fds = 1024;
     if (java.lang.management.ManagementFactory.getOperatingSystemMXBean()
@@ -130,6 +139,10 @@ public final class SplicePipe extends AbstractReferenceCounted {
       open.decrementAndGet();
       throw new IOException("the process has " + maxOpen + " pipes open already");
     }
+    if (System.nanoTime() - smallPipeAt < SMALL_PIPE_BACKOFF_NANOS) {
+      open.decrementAndGet();
+      throw new IOException("the kernel gave a pipe too small to splice through just now");
+    }
     FileDescriptor[] ends;
     try {
       ends = FileDescriptor.pipe();
@@ -142,10 +155,17 @@ public final class SplicePipe extends AbstractReferenceCounted {
       closeQuietly(ends[0]);
       closeQuietly(ends[1]);
       open.decrementAndGet();
-      throw new IOException(
+      smallPipeAt = System.nanoTime();
+      String why =
           "the kernel gave a pipe of "
               + capacity
-              + " bytes (fs.pipe-user-pages-soft reached?), too small to splice through");
+              + " bytes, too small to splice through (this user's pipes reached"
+              + " fs.pipe-user-pages-soft?); streams copy instead, and ask again after a second";
+      if (!smallPipeLogged) {
+        smallPipeLogged = true;
+        log.warn("{} (said once)", why);
+      }
+      throw new IOException(why);
     }
     return new SplicePipe(ends, capacity);
   }

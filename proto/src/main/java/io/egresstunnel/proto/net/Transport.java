@@ -96,8 +96,9 @@ public final class Transport {
   /**
    * Applies the settings of a stream's TCP socket (a client's or a target's) that the bootstrap
    * options cannot express per transport: {@link #unsentLimit(int)} on epoll and {@link
-   * #receiveBuffer(int)} on any TCP socket. Call from the channel's initializer; Unix sockets are
-   * left alone.
+   * #receiveBuffer(int)} on any TCP socket, and reads that a stream can limit to its credit ({@link
+   * #limitReads}) on every stream socket. Call from the channel's initializer; the socket options
+   * leave Unix sockets alone.
    */
   public static void tuneStreamSocket(Channel ch) {
     ch.config().setRecvByteBufAllocator(new LimitedReadAllocator());

@@ -13,6 +13,7 @@ import java.nio.file.FileSystemException;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.NotDirectoryException;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.CompletionException;
@@ -78,7 +79,11 @@ public final class CommandErrors {
       err.println(name + ": " + unmatched(cl, unmatched, e));
       err.println("Try '" + name + " --help' for the flags.");
     } else {
-      err.println(name + ": " + e.getMessage());
+      String message = e.getMessage();
+      if (cl.getCommandSpec().defaultValueProvider() instanceof ConfigSources sources) {
+        message = sources.withOrigins(message, Arrays.asList(args));
+      }
+      err.println(name + ": " + message);
       err.println("Try '" + name + " --help' for the flags.");
     }
     err.flush();

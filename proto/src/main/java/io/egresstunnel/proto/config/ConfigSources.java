@@ -219,13 +219,21 @@ public final class ConfigSources implements CommandLine.IDefaultValueProvider {
    * that was not the command line: {@code (max-agents: 0 from /etc/x.yaml)}.
    */
   public String withOrigins(String message) {
+    return withOrigins(message, List.of());
+  }
+
+  /**
+   * As {@link #withOrigins(String)}, for an error picocli found while parsing {@code args}, before
+   * there is a parse result: a flag among {@code args} got its value from the command line.
+   */
+  public String withOrigins(String message, List<String> args) {
     if (loaded == null || message == null) {
       return message;
     }
     StringBuilder out = new StringBuilder(message);
     ParseResult parsed = commandLine.getParseResult();
     for (OptionSpec option : settings()) {
-      if (parsed != null && parsed.hasMatchedOption(option)) {
+      if ((parsed != null && parsed.hasMatchedOption(option)) || onCommandLine(option, args)) {
         continue;
       }
       Given given = loaded.fromEnv().get(option);
@@ -240,6 +248,17 @@ public final class ConfigSources implements CommandLine.IDefaultValueProvider {
       }
     }
     return out.toString();
+  }
+
+  private static boolean onCommandLine(OptionSpec option, List<String> args) {
+    for (String arg : args) {
+      for (String name : option.names()) {
+        if (arg.equals(name) || arg.startsWith(name + "=")) {
+          return true;
+        }
+      }
+    }
+    return false;
   }
 
   // ---- reading the sources -------------------------------------------------------------------
@@ -366,9 +385,12 @@ public final class ConfigSources implements CommandLine.IDefaultValueProvider {
         option.isMultiValue() && option.auxiliaryTypes().length > 0
             ? option.auxiliaryTypes()[0]
             : option.type();
+    // An option with its own converter (sizes such as 256Ki on an int) is checked by it, as on
+    // the command line.
+    boolean converted = option.converters() != null && option.converters().length > 0;
     List<String> out = new ArrayList<>(values.size());
     for (String value : values) {
-      out.add(normalize(type, value, where));
+      out.add(converted && !type.isEnum() ? value.strip() : normalize(type, value, where));
     }
     return List.copyOf(out);
   }

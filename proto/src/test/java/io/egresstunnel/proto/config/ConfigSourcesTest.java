@@ -381,6 +381,31 @@ class ConfigSourcesTest {
     assertThat(cl.execute("sub", "--dir", dir.toString())).isZero();
   }
 
+  /** Sizes take their units from the environment and the file, as on the command line. */
+  @Test
+  void sizesTakeTheirUnitsFromEverySource() throws IOException {
+    Path f = file("tcp-receive-buffer: 512KiB\n");
+    Cmd c = parse(Map.of(PREFIX + "SPLICE_PIPE_SIZE", "128Ki"), "--config", f.toString());
+    assertThat(c.common.splicePipeSize).isEqualTo(128 * 1024);
+    assertThat(c.common.tcpReceiveBuffer).isEqualTo(512 * 1024);
+    assertThat(parse(Map.of(), "--splice-pipe-size", "1Mi").common.splicePipeSize)
+        .isEqualTo(1024 * 1024);
+    // A value the flag's converter refuses: the one-line error says where the value came from.
+    StringWriter err = new StringWriter();
+    CommandLine cl = commandLine(new Cmd(), Map.of(PREFIX + "SPLICE_PIPE_SIZE", "lots"));
+    cl.setErr(new PrintWriter(err, true));
+    assertThat(cl.execute()).isEqualTo(2);
+    assertThat(err.toString())
+        .contains("--splice-pipe-size': not a size: 'lots'")
+        .contains("(" + PREFIX + "SPLICE_PIPE_SIZE=lots from the environment)");
+    // The same mistake on the command line names no other source.
+    err.getBuffer().setLength(0);
+    cl = commandLine(new Cmd(), Map.of(PREFIX + "SPLICE_PIPE_SIZE", "128Ki"));
+    cl.setErr(new PrintWriter(err, true));
+    assertThat(cl.execute("--splice-pipe-size", "lots")).isEqualTo(2);
+    assertThat(err.toString()).contains("not a size: 'lots'").doesNotContain("environment");
+  }
+
   @Test
   void anErrorAboutAFlagSaysWhereItsValueCameFrom() throws IOException {
     Path f = file("max-agents: 0\n");

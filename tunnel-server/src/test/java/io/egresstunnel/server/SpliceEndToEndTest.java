@@ -8,7 +8,6 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 import io.egresstunnel.agent.TunnelAgent;
 import io.egresstunnel.proto.net.SplicePipe;
 import io.egresstunnel.proto.net.Transport;
-import io.egresstunnel.proto.session.SpliceTap;
 import io.egresstunnel.proto.session.TunnelSession;
 import io.egresstunnel.routing.EgressMode;
 import java.io.IOException;
@@ -329,7 +328,7 @@ class SpliceEndToEndTest {
     try (TunnelFixture off = new TunnelFixture(EgressMode.POD)) {
       TunnelAgent a =
           off.startAgent(off.agentConfig("node-sp", "127.0.44.1", POD_CIDR, EgressMode.POD));
-      assertThat(SpliceTap.enabled()).isFalse();
+      assertThat(Transport.splicing()).isFalse();
       TestTarget echo = target(TestTarget::echo);
       try (Socket s = connect(off.proxy(), echo)) {
         Transfers.Result r = Transfers.echo(s, 8L << 20, 5);

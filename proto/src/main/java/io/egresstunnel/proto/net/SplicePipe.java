@@ -135,39 +135,41 @@ public final class SplicePipe extends AbstractReferenceCounted {
    * @throws IOException if {@link #maxOpen()} pipes are open already, or the kernel refuses one
    */
   public static SplicePipe open() throws IOException {
+    if (System.nanoTime() - smallPipeAt < SMALL_PIPE_BACKOFF_NANOS) {
+      throw new IOException("the kernel gave a pipe too small to splice through just now");
+    }
     if (open.incrementAndGet() > maxOpen) {
       open.decrementAndGet();
       throw new IOException("the process has " + maxOpen + " pipes open already");
     }
-    if (System.nanoTime() - smallPipeAt < SMALL_PIPE_BACKOFF_NANOS) {
-      open.decrementAndGet();
-      throw new IOException("the kernel gave a pipe too small to splice through just now");
-    }
-    FileDescriptor[] ends;
     try {
-      ends = FileDescriptor.pipe();
+      FileDescriptor[] ends = FileDescriptor.pipe();
+      int capacity = PipeSize.resize(ends[1].intValue(), size);
+      if (capacity >= MIN_SIZE) {
+        return new SplicePipe(ends, capacity);
+      }
+      closeQuietly(ends[0]);
+      closeQuietly(ends[1]);
+      throw smallPipe(capacity);
     } catch (IOException | RuntimeException e) {
       open.decrementAndGet();
       throw e;
     }
-    int capacity = PipeSize.resize(ends[1].intValue(), size);
-    if (capacity < MIN_SIZE) {
-      closeQuietly(ends[0]);
-      closeQuietly(ends[1]);
-      open.decrementAndGet();
-      smallPipeAt = System.nanoTime();
-      String why =
-          "the kernel gave a pipe of "
-              + capacity
-              + " bytes, too small to splice through (this user's pipes reached"
-              + " fs.pipe-user-pages-soft?); streams copy instead, and ask again after a second";
-      if (!smallPipeLogged) {
-        smallPipeLogged = true;
-        log.warn("{} (said once)", why);
-      }
-      throw new IOException(why);
+  }
+
+  /** Notes a pipe the kernel gave below {@link #MIN_SIZE} (warned once), and says why. */
+  private static IOException smallPipe(int capacity) {
+    smallPipeAt = System.nanoTime();
+    String why =
+        "the kernel gave a pipe of "
+            + capacity
+            + " bytes, too small to splice through (this user's pipes reached"
+            + " fs.pipe-user-pages-soft?); streams copy instead, and ask again after a second";
+    if (!smallPipeLogged) {
+      smallPipeLogged = true;
+      log.warn("{} (said once)", why);
     }
-    return new SplicePipe(ends, capacity);
+    return new IOException(why);
   }
 
   /**

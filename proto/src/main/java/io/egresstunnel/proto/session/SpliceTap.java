@@ -33,11 +33,6 @@ import java.io.IOException;
  * never holds the websocket up.
  */
 public final class SpliceTap extends ChannelInboundHandlerAdapter {
-  /** Whether sessions splice where they can: {@link Transport#splicing()}. */
-  public static boolean enabled() {
-    return Transport.splicing();
-  }
-
   /** The most a websocket header (no mask) and a DATA header take: the size of a header read. */
   static final int MAX_HEADERS = 10 + Limits.HEADER_SIZE;
 
@@ -82,7 +77,7 @@ public final class SpliceTap extends ChannelInboundHandlerAdapter {
    */
   public static void installIfPossible(ChannelPipeline p, TunnelSession session) {
     Channel ch = p.channel();
-    if (!enabled()
+    if (!Transport.splicing()
         || !(ch instanceof AbstractEpollStreamChannel)
         || p.get(SessionPipeline.TLS_HANDLER) != null) {
       return;

@@ -158,6 +158,7 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
       String serverId,
       int serverCount) {
     this.role = role;
+    this.unmaskedSends = role == Role.SERVER; // a server never masks
     this.config = config;
     this.listener = listener;
     this.ownHello = ownHello;
@@ -518,7 +519,7 @@ public final class TunnelSession extends ChannelInboundHandlerAdapter {
    * frames go unmasked, and the session's staging pipe is open.
    */
   boolean splicesSends() {
-    if (spliceTap == null || !(unmaskedSends || role == Role.SERVER) || !established || closing) {
+    if (spliceTap == null || !unmaskedSends || !established || closing) {
       return false;
     }
     // With no pipe to spare, streams send by copying until one can be had.

@@ -18,10 +18,12 @@ import io.netty.channel.ChannelFutureListener;
 import io.netty.channel.ChannelHandler;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInboundHandlerAdapter;
+import io.netty.handler.ssl.SslHandler;
 import io.netty.util.ReferenceCountUtil;
 import io.netty.util.concurrent.Promise;
 import io.netty.util.concurrent.ScheduledFuture;
 import java.util.ArrayDeque;
+import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.TimeUnit;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -80,6 +82,7 @@ public final class TunnelStream {
   private int toLocalBytes;
   private boolean localReadPending;
   private boolean localEof;
+  private boolean localBatchQueued;
 
   private long bytesToPeer;
   private long bytesFromPeer;
@@ -475,6 +478,27 @@ public final class TunnelStream {
     } else {
       pendingOut = buf.alloc().compositeBuffer().addComponents(true, pendingOut, buf);
     }
+    if (local != null && local.pipeline().get(SslHandler.class) != null) {
+      // TLS hands over one record (at most 16 KiB) at a time, several per read of the socket:
+      // what one read brings goes out together, in frames as large as the credit allows, once
+      // the loop has handed all of it over. A frame per record cost as much again per byte.
+      if (!localBatchQueued) {
+        localBatchQueued = true;
+        try {
+          session.eventLoop().execute(this::sendLocalBatch);
+        } catch (RejectedExecutionException e) {
+          localBatchQueued = false; // the session is closing; its end releases what is held
+        }
+      }
+      return;
+    }
+    sendPending();
+    maybeReadLocal();
+  }
+
+  /** Sends what the local socket's last read brought, then reads on. */
+  private void sendLocalBatch() {
+    localBatchQueued = false;
     sendPending();
     maybeReadLocal();
   }

@@ -174,13 +174,10 @@ class ConnectRequestFuzzTest {
    * without waiting for the 200: ConnectHandler#switchToRaw promises that bytes the codec buffered
    * reach the relay.
    *
-   * <p>They do not, unless they happen to be a partial HTTP line: HttpServerCodec goes on decoding
-   * the bytes behind the CONNECT as the next request while the dial is in flight. A complete line
-   * ({@code GET / HTTP/1.1\r\n...}) or a byte it rejects (a NUL, a TLS record header {@code 16 03
-   * 01}) makes it emit a second request, valid or invalid, and discard the bytes; ConnectHandler
-   * releases that message since it already has its request, so the target never sees them. {@code
-   * hello, no newline} survives; a TLS ClientHello, {@code \0abc}, random bytes and a pipelined
-   * request are lost.
+   * <p>HttpServerCodec would go on decoding the bytes behind the CONNECT as the next request while
+   * the dial is in flight, and ConnectHandler would drop that second message: the decoder stops
+   * after one request (ConnectHandler.OneRequestDecoder), so a TLS ClientHello, {@code \0abc},
+   * random bytes and a pipelined request all arrive.
    */
   @Test
   void bytesSentRightBehindTheRequestReachTheTargetIntactAndFirst() throws Exception {
@@ -255,6 +252,42 @@ class ConnectRequestFuzzTest {
           byte[] back = in.readAllBytes();
           if (back.length > 0) {
             failures.add(back.length + " bytes after the 200 to " + dump(request));
+          }
+        } catch (SocketTimeoutException e) {
+          failures.add("no EOF after the 200 in " + CLIENT_READ_TIMEOUT_MILLIS + " ms");
+        }
+      }
+    }
+    assertThat(failures).as("%d of 20 failed", failures.size()).isEmpty();
+  }
+
+  /**
+   * {@code printf 'CONNECT ...\r\n\r\nGET / HTTP/1.0\r\n\r\n' | nc -N}: bytes right behind the
+   * request and then the end of the client's side, all before the 200. The bytes reach the target
+   * first, then the end: they were dropped when the end came before the relay took over.
+   */
+  @Test
+  void bytesAndAnEndRightBehindTheRequestReachTheTargetInOrder() throws Exception {
+    Random r = new Random(SEED + 3);
+    List<String> failures = new ArrayList<>();
+    for (int i = 0; i < 20; i++) {
+      byte[] request = validRequest(echoAddress, r);
+      byte[] early = earlyData(EARLY_DATA_KINDS[i % EARLY_DATA_KINDS.length], r);
+      try (Socket s = new Socket()) {
+        s.connect(fx.proxy(), 10_000);
+        s.setSoTimeout(CLIENT_READ_TIMEOUT_MILLIS);
+        s.getOutputStream().write(splice(request, request.length, 0, early));
+        s.shutdownOutput();
+        InputStream in = new BufferedInputStream(s.getInputStream());
+        byte[] head = readHead(in);
+        if (!Arrays.equals(head, CONNECTED)) {
+          failures.add("answer " + dump(head) + " to " + dump(request));
+          continue;
+        }
+        try {
+          byte[] back = in.readAllBytes();
+          if (!Arrays.equals(back, early)) {
+            failures.add(dump(back) + " echoed for " + dump(early));
           }
         } catch (SocketTimeoutException e) {
           failures.add("no EOF after the 200 in " + CLIENT_READ_TIMEOUT_MILLIS + " ms");

@@ -14,6 +14,7 @@ import io.netty.channel.Channel;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInboundHandlerAdapter;
 import io.netty.channel.ChannelPipeline;
+import io.netty.channel.socket.ChannelInputShutdownEvent;
 import io.netty.channel.socket.DuplexChannel;
 import io.netty.handler.codec.DecoderResult;
 import io.netty.handler.codec.http.DefaultFullHttpResponse;
@@ -27,6 +28,7 @@ import io.netty.handler.codec.http.HttpRequestDecoder;
 import io.netty.handler.codec.http.HttpResponseEncoder;
 import io.netty.handler.codec.http.HttpResponseStatus;
 import io.netty.handler.codec.http.HttpVersion;
+import io.netty.handler.codec.http.LastHttpContent;
 import io.netty.handler.codec.http.TooLongHttpHeaderException;
 import io.netty.handler.codec.http.TooLongHttpLineException;
 import io.netty.util.ReferenceCountUtil;
@@ -273,10 +275,59 @@ public final class ConnectHandler extends ChannelInboundHandlerAdapter {
    * the decoder is removed.
    */
   public static void addHttpCodec(ChannelPipeline p, HttpDecoderConfig config) {
-    HttpRequestDecoder decoder = new HttpRequestDecoder(config);
-    decoder.setSingleDecode(true);
-    p.addLast(HTTP_DECODER, decoder);
+    p.addLast(HTTP_DECODER, new OneRequestDecoder(config));
     p.addLast(HTTP_ENCODER, new HttpResponseEncoder());
+  }
+
+  /**
+   * Decodes one request and then nothing: what follows it stays buffered as it came, and goes on to
+   * the relay when the decoder is removed. {@code setSingleDecode} alone stops decoding only until
+   * the next read; behind TLS, each record is a read of its own, and a client's first bytes in the
+   * record after its CONNECT were decoded as a next request and lost.
+   */
+  static final class OneRequestDecoder extends HttpRequestDecoder {
+    private boolean requestDone;
+
+    OneRequestDecoder(HttpDecoderConfig config) {
+      super(config);
+      setSingleDecode(true);
+    }
+
+    @Override
+    protected void decode(ChannelHandlerContext ctx, ByteBuf buffer, List<Object> out)
+        throws Exception {
+      if (requestDone) {
+        return;
+      }
+      int before = out.size();
+      super.decode(ctx, buffer, out);
+      for (int i = before; i < out.size(); i++) {
+        if (out.get(i) instanceof LastHttpContent) {
+          requestDone = true;
+        }
+      }
+    }
+
+    @Override
+    protected void decodeLast(ChannelHandlerContext ctx, ByteBuf in, List<Object> out)
+        throws Exception {
+      if (!requestDone) {
+        super.decodeLast(ctx, in, out);
+      }
+    }
+
+    /**
+     * The end of the client's input after its request passes on to ConnectHandler, which keeps it
+     * for the relay; the decoder keeps the bytes before it (Netty's decoder would drop them here).
+     */
+    @Override
+    public void userEventTriggered(ChannelHandlerContext ctx, Object evt) throws Exception {
+      if (requestDone && evt instanceof ChannelInputShutdownEvent) {
+        ctx.fireUserEventTriggered(evt);
+        return;
+      }
+      super.userEventTriggered(ctx, evt);
+    }
   }
 
   /** Takes the CONNECT side out of a pipeline whose client speaks another protocol. */

@@ -83,6 +83,7 @@ public final class TunnelStream {
   private boolean localReadPending;
   private boolean localEof;
   private boolean localBatchQueued;
+  private Boolean localIsTls; // known at the first bytes from the local socket
 
   private long bytesToPeer;
   private long bytesFromPeer;
@@ -478,7 +479,7 @@ public final class TunnelStream {
     } else {
       pendingOut = buf.alloc().compositeBuffer().addComponents(true, pendingOut, buf);
     }
-    if (local != null && local.pipeline().get(SslHandler.class) != null) {
+    if (localIsTls()) {
       // TLS hands over one record (at most 16 KiB) at a time, several per read of the socket:
       // what one read brings goes out together, in frames as large as the credit allows, once
       // the loop has handed all of it over. A frame per record cost as much again per byte.
@@ -494,6 +495,14 @@ public final class TunnelStream {
     }
     sendPending();
     maybeReadLocal();
+  }
+
+  /** Whether the local socket speaks TLS (its pipeline does not change once the stream has it). */
+  private boolean localIsTls() {
+    if (localIsTls == null) {
+      localIsTls = local != null && local.pipeline().get(SslHandler.class) != null;
+    }
+    return localIsTls;
   }
 
   /** Sends what the local socket's last read brought, then reads on. */

@@ -3,6 +3,7 @@ package io.egresstunnel.proto.net;
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.Unpooled;
 import io.netty.channel.Channel;
+import io.netty.channel.ChannelFuture;
 import io.netty.channel.ChannelFutureListener;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInboundHandlerAdapter;
@@ -16,8 +17,8 @@ import org.slf4j.LoggerFactory;
  * shuts down the other side's output once the data before it is written ({@link HalfClose}), and
  * both close when both directions are done. A socket that fails or closes before that aborts the
  * other one with a reset, so a cut transfer never looks complete. Each direction has one read in
- * flight at most; the next read waits until the previous write completed, so a slow peer holds one
- * read buffer and no more.
+ * flight at most, and what a read brings is written with one flush; the next read waits until that
+ * write completed, so a slow peer holds one read's bytes and no more.
  */
 public final class Splice {
   private static final Logger log = LoggerFactory.getLogger(Splice.class);
@@ -112,6 +113,7 @@ public final class Splice {
     private final Channel out;
     private final LongConsumer relayed;
     private boolean ended;
+    private ChannelFuture batchEnd; // the last write not yet flushed, while a flush is queued
 
     Direction(Channel out, LongConsumer relayed) {
       this.out = out;
@@ -127,18 +129,31 @@ public final class Splice {
       if (msg instanceof ByteBuf buf) {
         relayed.accept(buf.readableBytes());
       }
-      out.writeAndFlush(msg)
-          .addListener(
-              (ChannelFutureListener)
-                  f -> {
-                    if (f.isSuccess()) {
-                      if (!ended) {
-                        Transport.readUnlessShut(ctx.channel());
-                      }
-                    } else {
-                      abort();
-                    }
-                  });
+      // What one read brings goes out with one flush: a TLS socket hands over a record (at most
+      // 16 KiB) at a time, several per read, and a flush each cost a system call each.
+      boolean first = batchEnd == null;
+      batchEnd = out.write(msg);
+      if (first) {
+        ctx.channel().eventLoop().execute(() -> flushBatch(ctx));
+      }
+    }
+
+    /** Flushes what the last read brought; its last write's completion reads on. */
+    private void flushBatch(ChannelHandlerContext ctx) {
+      ChannelFuture last = batchEnd;
+      batchEnd = null;
+      out.flush();
+      last.addListener(
+          (ChannelFutureListener)
+              f -> {
+                if (f.isSuccess()) {
+                  if (!ended) {
+                    Transport.readUnlessShut(ctx.channel());
+                  }
+                } else {
+                  abort();
+                }
+              });
     }
 
     @Override

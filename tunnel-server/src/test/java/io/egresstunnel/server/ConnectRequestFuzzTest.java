@@ -236,27 +236,7 @@ class ConnectRequestFuzzTest {
     Random r = new Random(SEED + 2);
     List<String> failures = new ArrayList<>();
     for (int i = 0; i < 20; i++) {
-      byte[] request = validRequest(echoAddress, r);
-      try (Socket s = new Socket()) {
-        s.connect(fx.proxy(), 10_000);
-        s.setSoTimeout(CLIENT_READ_TIMEOUT_MILLIS);
-        s.getOutputStream().write(request);
-        s.shutdownOutput();
-        InputStream in = new BufferedInputStream(s.getInputStream());
-        byte[] head = readHead(in);
-        if (!Arrays.equals(head, CONNECTED)) {
-          failures.add("answer " + dump(head) + " to " + dump(request));
-          continue;
-        }
-        try {
-          byte[] back = in.readAllBytes();
-          if (back.length > 0) {
-            failures.add(back.length + " bytes after the 200 to " + dump(request));
-          }
-        } catch (SocketTimeoutException e) {
-          failures.add("no EOF after the 200 in " + CLIENT_READ_TIMEOUT_MILLIS + " ms");
-        }
-      }
+      halfCloseRightBehind(validRequest(echoAddress, r), new byte[0], failures);
     }
     assertThat(failures).as("%d of 20 failed", failures.size()).isEmpty();
   }
@@ -273,28 +253,38 @@ class ConnectRequestFuzzTest {
     for (int i = 0; i < 20; i++) {
       byte[] request = validRequest(echoAddress, r);
       byte[] early = earlyData(EARLY_DATA_KINDS[i % EARLY_DATA_KINDS.length], r);
-      try (Socket s = new Socket()) {
-        s.connect(fx.proxy(), 10_000);
-        s.setSoTimeout(CLIENT_READ_TIMEOUT_MILLIS);
-        s.getOutputStream().write(splice(request, request.length, 0, early));
-        s.shutdownOutput();
-        InputStream in = new BufferedInputStream(s.getInputStream());
-        byte[] head = readHead(in);
-        if (!Arrays.equals(head, CONNECTED)) {
-          failures.add("answer " + dump(head) + " to " + dump(request));
-          continue;
-        }
-        try {
-          byte[] back = in.readAllBytes();
-          if (!Arrays.equals(back, early)) {
-            failures.add(dump(back) + " echoed for " + dump(early));
-          }
-        } catch (SocketTimeoutException e) {
-          failures.add("no EOF after the 200 in " + CLIENT_READ_TIMEOUT_MILLIS + " ms");
-        }
-      }
+      halfCloseRightBehind(request, early, failures);
     }
     assertThat(failures).as("%d of 20 failed", failures.size()).isEmpty();
+  }
+
+  /**
+   * Sends {@code request}, then {@code early}, then the end of the client's side, all at once;
+   * after the 200 the echo target must send back exactly {@code early} and then its end. What went
+   * otherwise is added to {@code failures}.
+   */
+  private static void halfCloseRightBehind(byte[] request, byte[] early, List<String> failures)
+      throws IOException {
+    try (Socket s = new Socket()) {
+      s.connect(fx.proxy(), 10_000);
+      s.setSoTimeout(CLIENT_READ_TIMEOUT_MILLIS);
+      s.getOutputStream().write(splice(request, request.length, 0, early));
+      s.shutdownOutput();
+      InputStream in = new BufferedInputStream(s.getInputStream());
+      byte[] head = readHead(in);
+      if (!Arrays.equals(head, CONNECTED)) {
+        failures.add("answer " + dump(head) + " to " + dump(request));
+        return;
+      }
+      try {
+        byte[] back = in.readAllBytes();
+        if (!Arrays.equals(back, early)) {
+          failures.add(dump(back) + " echoed for " + dump(early) + " after " + dump(request));
+        }
+      } catch (SocketTimeoutException e) {
+        failures.add("no EOF after the 200 in " + CLIENT_READ_TIMEOUT_MILLIS + " ms");
+      }
+    }
   }
 
   /**

@@ -9,9 +9,6 @@ import io.egresstunnel.agent.TunnelAgent;
 import io.egresstunnel.proto.Cidr;
 import io.egresstunnel.routing.EgressMode;
 import io.netty.pkitesting.X509Bundle;
-import io.prometheus.metrics.model.snapshots.CounterSnapshot;
-import io.prometheus.metrics.model.snapshots.DataPointSnapshot;
-import io.prometheus.metrics.model.snapshots.MetricSnapshot;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
@@ -122,18 +119,9 @@ class TlsTunnelTest {
   }
 
   /** DATA frames the server has sent to agents so far, from its metrics. */
-  private static double dataFramesSent() {
-    for (MetricSnapshot m : server.metrics().registry().scrape()) {
-      if (m.getMetadata().getPrometheusName().endsWith("server_frames")) {
-        for (DataPointSnapshot d : m.getDataPoints()) {
-          if ("sent".equals(d.getLabels().get("direction"))
-              && "data".equals(d.getLabels().get("type"))) {
-            return ((CounterSnapshot.CounterDataPointSnapshot) d).getValue();
-          }
-        }
-      }
-    }
-    throw new AssertionError("no frames_total{direction=sent,type=data} in the server's metrics");
+  private static double dataFramesSent() throws IOException {
+    return MetricsTest.Scrape.of(server.metrics().registry())
+        .get("egress_tunnel_server_frames_total", "direction", "sent", "type", "data");
   }
 
   @Test

@@ -1,5 +1,6 @@
 package io.egresstunnel.proto.config;
 
+import io.egresstunnel.proto.net.SplicePipe;
 import io.egresstunnel.proto.net.Transport;
 import java.nio.file.Path;
 import java.util.Arrays;
@@ -83,7 +84,7 @@ public final class CommonOptions {
               + " carries: larger means fewer system calls per byte. A pipe that the kernel gives"
               + " smaller than 64KiB (an unprivileged user past fs.pipe-user-pages-soft) is not"
               + " used: that stream copies. Default: ${DEFAULT-VALUE}.")
-  public int splicePipeSize = io.egresstunnel.proto.net.SplicePipe.DEFAULT_SIZE;
+  public int splicePipeSize = SplicePipe.DEFAULT_SIZE;
 
   @Option(
       names = "--tcp-unsent-limit",
@@ -120,7 +121,7 @@ public final class CommonOptions {
     Transport.receiveBuffer(tcpReceiveBuffer);
     Transport.splice(splice == SpliceMode.AUTO);
     try {
-      io.egresstunnel.proto.net.SplicePipe.size(splicePipeSize);
+      SplicePipe.size(splicePipeSize);
     } catch (IllegalArgumentException e) {
       throw new IllegalArgumentException("--splice-pipe-size: " + e.getMessage(), e);
     }
